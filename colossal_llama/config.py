@@ -1,0 +1,116 @@
+"""Configuration dataclasses and the argparse parsers that fill them.
+
+Every field has a docstring; validation happens in `__post_init__`, so a
+config built in code is checked exactly like one built from the command line.
+The command-line flags keep the names of the old Colossal-LLaMA scripts
+(`--data_input_dirs`, `--tokenizer_dir`, ...) so existing launch scripts work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+ON_ERROR_CHOICES = ("raise", "skip")
+
+
+class ConfigError(ValueError):
+    """A setting a user gave is invalid; the message says which and why."""
+
+
+@dataclass
+class PretrainDataConfig:
+    """Settings of `prepare_pretrain_dataset.py`."""
+
+    data_input_dirs: list[str]
+    """Folders holding `*.jsonl` / `*.jsonl.gz` files, read in the given order."""
+
+    tokenizer_dir: str
+    """HF tokenizer folder (`AutoTokenizer.from_pretrained` must load it)."""
+
+    data_output_dirs: str = "data_output_dirs"
+    """Output folder: `arrow/part-XXXXX` buckets, `manifest.json`, `rejected.jsonl`."""
+
+    max_length: int = 4096
+    """Capacity of a packed row in tokens; longer documents are split into chunks."""
+
+    num_spliced_dataset_bins: int = 10
+    """Number of bins per category, and so of buckets (data-spec section 3)."""
+
+    num_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    """Processes that tokenize input chunks in parallel (default: the number of cores)."""
+
+    seed: int = 42
+    """Seed of every random choice (tie-breaks in packing, bin and bucket order)."""
+
+    on_error: str = "raise"
+    """`raise`: stop at the first bad record; `skip`: write it to rejected.jsonl and go on."""
+
+    recursive: bool = False
+    """Also read `*.jsonl(.gz)` files in sub-folders of the input folders."""
+
+    overwrite: bool = False
+    """Replace an existing, non-empty output folder (refused otherwise)."""
+
+    chunk_bytes: int = 8 << 20
+    """Upper bound of the size of one map-step input chunk (bounds worker memory)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data_input_dirs, str):
+            self.data_input_dirs = [d for d in self.data_input_dirs.split(",") if d.strip()]
+        if not self.data_input_dirs:
+            raise ConfigError("--data_input_dirs: give at least one folder")
+        if self.max_length < 2:
+            raise ConfigError(f"--max_length must be at least 2 (BOS + EOS), got {self.max_length}")
+        if self.num_spliced_dataset_bins < 1:
+            raise ConfigError(f"--num_spliced_dataset_bins must be at least 1, got {self.num_spliced_dataset_bins}")
+        if self.num_workers < 1:
+            raise ConfigError(f"--num_workers must be at least 1, got {self.num_workers}")
+        if self.on_error not in ON_ERROR_CHOICES:
+            raise ConfigError(f"--on_error must be one of {ON_ERROR_CHOICES}, got {self.on_error!r}")
+        if self.chunk_bytes < 1:
+            raise ConfigError(f"chunk_bytes must be positive, got {self.chunk_bytes}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def field_help(cls, name: str) -> str:
+    """The docstring written under a dataclass field, used as its --help text."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == name:
+            if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+                return str(nxt.value.value)
+    return ""
+
+
+def pretrain_data_parser() -> argparse.ArgumentParser:
+    """The command line of `prepare_pretrain_dataset.py`."""
+    h = lambda name: field_help(PretrainDataConfig, name)  # noqa: E731
+    p = argparse.ArgumentParser(
+        prog="prepare_pretrain_dataset.py",
+        description="Tokenize pretraining jsonl ({source, target, category}) into packed, bucketed Arrow shards.",
+    )
+    p.add_argument("--data_input_dirs", required=True, help="Comma-separated list. " + h("data_input_dirs"))
+    p.add_argument("--tokenizer_dir", required=True, help=h("tokenizer_dir"))
+    p.add_argument("--data_output_dirs", default="data_output_dirs", help=h("data_output_dirs"))
+    p.add_argument("--max_length", type=int, default=4096, help=h("max_length"))
+    p.add_argument("--num_spliced_dataset_bins", type=int, default=10, help=h("num_spliced_dataset_bins"))
+    p.add_argument("--num_workers", type=int, default=os.cpu_count() or 1, help=h("num_workers"))
+    p.add_argument("--seed", type=int, default=42, help=h("seed"))
+    p.add_argument("--on_error", choices=ON_ERROR_CHOICES, default="raise", help=h("on_error"))
+    p.add_argument("--recursive", action="store_true", help=h("recursive"))
+    p.add_argument("--overwrite", action="store_true", help=h("overwrite"))
+    return p
+
+
+def parse_pretrain_data_args(argv: list[str] | None = None) -> PretrainDataConfig:
+    args = pretrain_data_parser().parse_args(argv)
+    return PretrainDataConfig(**vars(args))

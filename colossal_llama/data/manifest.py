@@ -1,0 +1,142 @@
+"""The manifest (data-spec section 6) and the summary table printed at the end.
+
+The manifest is deterministic (no timestamps, no temporary paths) so that two
+runs on the same input can be compared byte for byte, shards and manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+
+from colossal_llama import __version__
+from colossal_llama.data.buckets import DROP_ALL_MASKED, DocTable
+from colossal_llama.data.mapstep import ChunkResult
+
+COUNT_KEYS = ("records", "documents", "rows", "segments", "tokens", "label_tokens", "chunks")
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _shape(counts: Counter) -> dict:
+    """Flat counters -> manifest entry: counts, then dropped tokens by reason."""
+    entry = {k: int(counts.get(k, 0)) for k in COUNT_KEYS}
+    entry["dropped_tokens"] = {DROP_ALL_MASKED: int(counts.get("dropped_" + DROP_ALL_MASKED, 0))}
+    return entry
+
+
+def _fill(tokens: int, rows: int, max_length: int) -> float:
+    return round(tokens / (rows * max_length), 6) if rows else 0.0
+
+
+def input_entries(paths: list[str], results: list[ChunkResult], chunk_paths: dict[int, str]) -> list[dict]:
+    per_file: dict[str, Counter] = {p: Counter() for p in paths}
+    for r in results:
+        c = per_file[chunk_paths[r.index]]
+        c["lines"] += r.lines
+        c["records"] += r.records
+        c["rejected"] += sum(r.rejected.values())
+    return [
+        {"path": p, "bytes": os.path.getsize(p), "sha256": file_sha256(p), **{k: int(v) for k, v in per_file[p].items()}}
+        for p in paths
+    ]
+
+
+def build_manifest(config, tokenizer_info, inputs: list[dict], results: list[ChunkResult], table: DocTable,
+                   parts: list[dict], empty_files: list[str], kind: str) -> dict:
+    """Assemble the manifest and check token accounting.
+
+    Raises:
+        AssertionError: tokens in != tokens out + tokens dropped (a bug, never bad input).
+    """
+    max_length = config.max_length
+    categories: dict[str, Counter] = {name: Counter() for name in table.names}
+    for i, name in enumerate(table.names):
+        mask = table.category == i
+        categories[name]["records"] = int(mask.sum())
+        categories[name]["tokens_in"] = int(table.length[mask].sum())
+    for part in parts:
+        for name, counts in part["categories"].items():
+            categories[name].update(counts)
+        part["categories"] = {name: _shape(Counter(counts, records=counts["documents"]))
+                              for name, counts in sorted(part["categories"].items())}
+        totals = Counter()
+        for entry in part["categories"].values():
+            totals.update({k: entry[k] for k in COUNT_KEYS})
+        part.update({k: int(totals[k]) for k in COUNT_KEYS})
+        part["fill"] = _fill(part["tokens"], part["rows"], max_length)
+    rejected: dict[str, Counter] = {}
+    for r in results:
+        for (category, reason), n in r.rejected.items():
+            rejected.setdefault(category, Counter())[reason] += n
+    category_entries = {}
+    for name in sorted(set(categories) | set(rejected)):
+        counts = categories.get(name, Counter())
+        entry = _shape(counts)
+        entry["tokens_in"] = int(counts.get("tokens_in", 0))
+        entry["fill"] = _fill(entry["tokens"], entry["rows"], max_length)
+        entry["rejected"] = dict(sorted(rejected.get(name, Counter()).items()))
+        category_entries[name] = entry
+    tokens_in = int(table.length.sum())
+    tokens_out = sum(e["tokens"] for e in category_entries.values())
+    dropped = sum(sum(e["dropped_tokens"].values()) for e in category_entries.values())
+    assert tokens_in == tokens_out + dropped, f"token accounting broken: {tokens_in} != {tokens_out} + {dropped}"
+    rows = sum(e["rows"] for e in category_entries.values())
+    all_rejected = Counter()
+    for c in rejected.values():
+        all_rejected.update(c)
+    return {
+        "tool": "colossal_llama",
+        "version": __version__,
+        "kind": kind,
+        "tokenizer": tokenizer_info.to_manifest(),
+        "max_length": max_length,
+        "num_bins": config.num_spliced_dataset_bins,
+        "seed": config.seed,
+        "config": config.to_dict(),
+        "inputs": inputs,
+        "empty_files": empty_files,
+        "totals": {
+            "records": sum(r.records for r in results),
+            "rejected": int(sum(all_rejected.values())),
+            "rejected_by_reason": dict(sorted(all_rejected.items())),
+            "blank_lines": sum(r.blank_lines for r in results),
+            "tokens_in": tokens_in,
+            "tokens_out": tokens_out,
+            "tokens_dropped": dropped,
+            "rows": rows,
+            "fill": _fill(tokens_out, rows, max_length),
+            "label_tokens": sum(e["label_tokens"] for e in category_entries.values()),
+            "parts": len(parts),
+        },
+        "buckets": parts,
+        "categories": category_entries,
+    }
+
+
+def summary_table(manifest: dict) -> str:
+    """Per category: records, tokens, label tokens, rows, fill; then totals."""
+    head = f"{'category':<24}{'records':>10}{'rejected':>10}{'tokens':>13}{'label tok':>13}{'rows':>8}{'fill':>9}"
+    lines = [head, "-" * len(head)]
+
+    def line(name, e, rejected):
+        return (f"{name:<24}{e['records']:>10,}{rejected:>10,}{e['tokens']:>13,}{e['label_tokens']:>13,}"
+                f"{e['rows']:>8,}{e['fill']:>9.2%}")
+
+    for name, e in manifest["categories"].items():
+        lines.append(line(name, e, sum(e["rejected"].values())))
+    t = manifest["totals"]
+    lines.append("-" * len(head))
+    lines.append(line("total", {**t, "tokens": t["tokens_out"]}, t["rejected"]))
+    lines.append(
+        f"tokens in {t['tokens_in']:,} = out {t['tokens_out']:,} + dropped {t['tokens_dropped']:,} "
+        f"(all-masked chunks of over-long documents); {t['parts']} bucket(s) of {manifest['num_bins']} requested"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,131 @@
+"""Records -> token ids and labels (data-spec section 1), a batch at a time.
+
+Reference tokenization of one pretraining record:
+
+    prefix = tok(BOS + source)
+    ids    = tok(BOS + source + target + EOS)
+    labels = ids, with labels[:len(prefix)] = -100 when source != ""
+
+    e.g. source "Q?" target "A."  ->  ids    [BOS, Q, ?, A, ., EOS]
+                                      labels [-100, -100, -100, A, ., EOS]
+
+The whole batch goes to the encoder in one call (full texts and prefixes
+together), and the results are handled as flat numpy arrays: per-record
+Python work is one list conversion.
+
+Every document must carry exactly one BOS (first) and one EOS (last), checked
+on the ids. Special-token markup inside the text (`</s>`, `<|eot_id|>` ...)
+would break that and inject control tokens, so such records are bad input
+(reason `special_token_text`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import chain
+
+import numpy as np
+
+from colossal_llama.data.records import BadRecord, parse_pretrain_record
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class TokenizedBatch:
+    """Accepted documents of a batch as flat arrays, plus the rejected ones."""
+
+    ids: np.ndarray
+    labels: np.ndarray
+    lengths: np.ndarray
+    kept: list[int]
+    """Indices (in the input batch) of the documents in `lengths`, in order."""
+    rejected: dict[int, BadRecord] = field(default_factory=dict)
+
+
+def _flatten(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    flat = np.fromiter(chain.from_iterable(seqs), dtype=np.int32, count=int(lengths.sum()))
+    return flat, lengths
+
+
+def check_document_markers(ids: np.ndarray, lengths: np.ndarray, info) -> dict[int, BadRecord]:
+    """Find documents that do not hold exactly BOS first, EOS last and no other special id.
+
+    Returns:
+        {document index: BadRecord} for documents whose text held special-token markup.
+    Raises:
+        AssertionError: a document does not start with BOS or end with EOS
+            (the tokenizer does not treat its own bos/eos text as one token).
+    """
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+    assert (ids[starts] == info.bos_id).all(), "a document does not start with BOS"
+    assert (ids[starts + lengths - 1] == info.eos_id).all(), "a document does not end with EOS"
+    names = dict(info.forbidden_tokens)
+    forbidden = np.fromiter(names, dtype=np.int32, count=len(names))
+    hits = np.isin(ids, forbidden)
+    hits[starts] = False
+    hits[starts + lengths - 1] = False
+    bad: dict[int, BadRecord] = {}
+    if hits.any():
+        positions = np.flatnonzero(hits)
+        docs = np.searchsorted(starts, positions, side="right") - 1
+        for doc, pos in zip(docs.tolist(), positions.tolist()):
+            if doc not in bad:
+                bad[doc] = BadRecord(
+                    "special_token_text",
+                    f"text holds the special token {names[int(ids[pos])]!r}; "
+                    "remove it: it would inject a control token into the document",
+                )
+    return bad
+
+
+def mask_prefixes(ids: np.ndarray, lengths: np.ndarray, mask_lengths: np.ndarray) -> np.ndarray:
+    """labels = ids with the first `mask_lengths[d]` tokens of every document d set to -100."""
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    position = np.arange(len(ids)) - np.repeat(starts, lengths)
+    labels = ids.copy()
+    labels[position < np.repeat(mask_lengths, lengths)] = IGNORE_INDEX
+    return labels
+
+
+def select_documents(ids, labels, lengths, keep: np.ndarray):
+    """Keep only documents where `keep` is True (flat arrays follow)."""
+    token_keep = np.repeat(keep, lengths)
+    return ids[token_keep], labels[token_keep], lengths[keep]
+
+
+def tokenize_pretrain_batch(records: list[tuple[str, str]], encoder, info) -> TokenizedBatch:
+    """Tokenize (source, target) records as the reference does.
+
+    Args:
+        records: validated records.
+        encoder: an object with `encode_batch(texts) -> list[list[int]]` (`tok`).
+        info: the `TokenizerInfo` of the tokenizer behind `encoder`.
+    """
+    bos, eos = info.bos_token, info.eos_token
+    with_source = [i for i, (source, _) in enumerate(records) if source]
+    texts = [bos + source + target + eos for source, target in records]
+    texts += [bos + records[i][0] for i in with_source]
+    encoded = encoder.encode_batch(texts)
+    ids, lengths = _flatten(encoded[: len(records)])
+    mask_lengths = np.zeros(len(records), dtype=np.int64)
+    mask_lengths[with_source] = [len(e) for e in encoded[len(records) :]]
+    labels = mask_prefixes(ids, lengths, mask_lengths)
+    rejected = check_document_markers(ids, lengths, info) if len(records) else {}
+    keep = np.ones(len(records), dtype=bool)
+    keep[list(rejected)] = False
+    ids, labels, lengths = select_documents(ids, labels, lengths, keep)
+    return TokenizedBatch(ids, labels, lengths, np.flatnonzero(keep).tolist(), rejected)
+
+
+@dataclass(frozen=True)
+class PretrainRecords:
+    """The pretraining record kind for the map step (`{source, target, category}`)."""
+
+    def parse(self, obj: dict) -> tuple[tuple[str, str], str]:
+        source, target, category = parse_pretrain_record(obj)
+        return (source, target), category
+
+    def tokenize(self, payloads: list[tuple[str, str]], encoder, info) -> TokenizedBatch:
+        return tokenize_pretrain_batch(payloads, encoder, info)

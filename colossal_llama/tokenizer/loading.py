@@ -1,0 +1,126 @@
+"""Loading an HF tokenizer folder for data preparation, with clear errors.
+
+Also computes what the manifest records about a tokenizer (name, vocab size,
+fingerprint) and the set of special ids that must never come out of user text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+
+from colossal_llama.tokenizer.encoder import EncoderSpec
+
+
+class TokenizerError(ValueError):
+    """The tokenizer folder is missing, unreadable, or unfit for this use."""
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    """What data preparation needs to know about a tokenizer, picklable."""
+
+    name_or_path: str
+    class_name: str
+    vocab_size: int
+    fingerprint: str
+    bos_token: str
+    eos_token: str
+    bos_id: int
+    eos_id: int
+    forbidden_tokens: tuple[tuple[int, str], ...]
+    """Special ids other than `<unk>`: if one shows up inside a document's text,
+    the text held special-token markup (it would inject control tokens). `<unk>`
+    is left out because a tokenizer without byte fallback emits it for unseen
+    characters in perfectly ordinary text."""
+
+    encoder: EncoderSpec
+
+    def to_manifest(self) -> dict:
+        return {
+            "name_or_path": self.name_or_path,
+            "class": self.class_name,
+            "vocab_size": self.vocab_size,
+            "fingerprint": self.fingerprint,
+            "bos_token": self.bos_token,
+            "eos_token": self.eos_token,
+        }
+
+
+def load_tokenizer(tokenizer_dir: str):
+    """Load `tokenizer_dir` with `AutoTokenizer` (fast when available).
+
+    Raises:
+        TokenizerError: the folder does not exist or holds no loadable tokenizer.
+    """
+    if not os.path.isdir(tokenizer_dir):
+        raise TokenizerError(f"--tokenizer_dir {tokenizer_dir}: folder does not exist")
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(tokenizer_dir)
+    except Exception as exc:  # HF raises many types here (OSError, ValueError, TypeError)
+        raise TokenizerError(
+            f"--tokenizer_dir {tokenizer_dir}: no loadable tokenizer there "
+            f"(expected tokenizer.json, or tokenizer.model with tokenizer_config.json): {exc}"
+        ) from exc
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """sha256 over the vocabulary (piece -> id) and the special-token map.
+
+    Two folders holding the same tokenizer in different files (slow-only vs
+    with tokenizer.json) get the same fingerprint; any added, removed or
+    renumbered piece changes it.
+    """
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: (kv[1], kv[0]))
+    payload = json.dumps({"vocab": vocab, "special": tokenizer.special_tokens_map}, ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _single_id(tokenizer, token: str, role: str) -> int:
+    ids = tokenizer(token, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise TokenizerError(f"{role} token {token!r} does not tokenize to one id (got {ids})")
+    return ids[0]
+
+
+def describe_tokenizer(tokenizer, tokenizer_dir: str, workdir: str) -> TokenizerInfo:
+    """Check the tokenizer is usable for document packing and describe it.
+
+    For a fast tokenizer, its backend (as configured by transformers at load
+    time) is saved to `workdir/encoder.json` for worker processes.
+
+    Raises:
+        TokenizerError: no BOS or EOS token, or one that is not a single id.
+    """
+    if tokenizer.bos_token is None or tokenizer.eos_token is None:
+        raise TokenizerError(
+            f"tokenizer in {tokenizer_dir} needs both a bos_token and an eos_token "
+            f"(got bos={tokenizer.bos_token!r}, eos={tokenizer.eos_token!r}); set them in tokenizer_config.json"
+        )
+    bos_id = _single_id(tokenizer, tokenizer.bos_token, "bos")
+    eos_id = _single_id(tokenizer, tokenizer.eos_token, "eos")
+    special = set(tokenizer.all_special_ids)
+    special.update(i for i, t in tokenizer.added_tokens_decoder.items() if t.special)
+    special.discard(tokenizer.unk_token_id)
+    if tokenizer.is_fast:
+        path = os.path.join(workdir, "encoder.json")
+        tokenizer.backend_tokenizer.save(path)
+        spec = EncoderSpec("fast", path)
+    else:
+        spec = EncoderSpec("slow", tokenizer_dir)
+    return TokenizerInfo(
+        name_or_path=str(tokenizer.name_or_path),
+        class_name=type(tokenizer).__name__,
+        vocab_size=len(tokenizer),
+        fingerprint=tokenizer_fingerprint(tokenizer),
+        bos_token=tokenizer.bos_token,
+        eos_token=tokenizer.eos_token,
+        bos_id=bos_id,
+        eos_id=eos_id,
+        forbidden_tokens=tuple((i, tokenizer.convert_ids_to_tokens(i)) for i in sorted(special)),
+        encoder=spec,
+    )

@@ -1,0 +1,49 @@
+"""Shared fixtures: throwaway tokenizers trained in the test session and a tiny LLaMA.
+
+Nothing is downloaded: the SentencePiece model and the byte-level BPE model
+are trained here on the bundled sample corpus (a few seconds, once per session).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from helpers import build_llama3_style_tokenizer, sample_texts
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def sp_tokenizer_dir(tmp_path_factory) -> str:
+    """A LLaMA-2 style tokenizer: SentencePiece BPE with byte fallback, <unk>=0 <s>=1 </s>=2."""
+    from colossal_llama.tokenizer.train import train_llama_tokenizer
+
+    out = str(tmp_path_factory.mktemp("sp_tokenizer"))
+    # coverage < 1 keeps rare characters out of the vocabulary, so byte fallback is exercised
+    return train_llama_tokenizer(sample_texts(), out, vocab_size=1000, character_coverage=0.99)
+
+
+@pytest.fixture(scope="session")
+def llama3_tokenizer_dir(tmp_path_factory) -> str:
+    """A LLaMA-3 style byte-level BPE fast tokenizer that always prepends BOS."""
+    return build_llama3_style_tokenizer(sample_texts(), str(tmp_path_factory.mktemp("llama3_tokenizer")))
+
+
+@pytest.fixture(params=["sp", "llama3"])
+def any_tokenizer_dir(request, sp_tokenizer_dir, llama3_tokenizer_dir) -> str:
+    return {"sp": sp_tokenizer_dir, "llama3": llama3_tokenizer_dir}[request.param]
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(sp_tokenizer_dir):
+    """A 2-layer LlamaForCausalLM sized for the SentencePiece test tokenizer, built in code."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         bos_token_id=1, eos_token_id=2)
+    return LlamaForCausalLM(config).eval()

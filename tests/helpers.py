@@ -1,0 +1,118 @@
+"""Test helpers: reading the bundled corpus, a LLaMA-3 style tokenizer, the reference oracle.
+
+`reference_pretrain` is the slow, obviously-correct reference of data-spec
+section 1, written straight from the spec with the HF tokenizer call; the
+pipeline must give exactly its ids and labels.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import os
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE_PRETRAIN = os.path.join(REPO, "applications", "quickstart", "data", "pretrain")
+REALDATA = os.path.join(os.path.dirname(REPO), "shared", "realdata")
+IGNORE = -100
+
+# LLaMA-3's pre-tokenizer split pattern (as published in its tokenizer.json)
+LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
+                   "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+
+
+def read_jsonl(path: str) -> list[dict]:
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def sample_records() -> list[dict]:
+    records = []
+    for path in sorted(glob.glob(os.path.join(SAMPLE_PRETRAIN, "*.jsonl*"))):
+        records.extend(read_jsonl(path))
+    return records
+
+
+def sample_texts() -> list[str]:
+    return [(r["source"] + "\n" + r["target"]).strip() for r in sample_records()]
+
+
+def build_llama3_style_tokenizer(texts: list[str], out_dir: str, vocab_size: int = 1500) -> str:
+    """A byte-level BPE tokenizer shaped like LLaMA-3's: split regex + ByteLevel,
+    special tokens, and a post-processor that always prepends BOS (so
+    `add_bos_token=False` has no effect on it)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE(ignore_merges=True))
+    tk.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
+    ])
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tk.train_from_iterator(texts, trainer)
+    tk.add_special_tokens(LLAMA3_SPECIALS)
+    bos = LLAMA3_SPECIALS[0]
+    tk.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+                                      special_tokens=[(bos, tk.token_to_id(bos))]),
+    ])
+    hf = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token=bos, eos_token="<|end_of_text|>")
+    hf.save_pretrained(out_dir)
+    return out_dir
+
+
+def reference_pretrain(tokenizer, record: dict) -> tuple[list[int], list[int]]:
+    """Data-spec section 1, literally."""
+    bos, eos = tokenizer.bos_token, tokenizer.eos_token
+    prefix = tokenizer(bos + record["source"], add_special_tokens=False)["input_ids"]
+    ids = tokenizer(bos + record["source"] + record["target"] + eos, add_special_tokens=False)["input_ids"]
+    labels = list(ids)
+    if record["source"] != "":
+        labels[: len(prefix)] = [IGNORE] * len(prefix)
+    return ids, labels
+
+
+def reference_pieces(ids: list[int], labels: list[int], max_length: int):
+    """The pieces a document becomes (data-spec section 4), all-masked chunks of long documents left out."""
+    pieces = []
+    for start in range(0, len(ids), max_length):
+        piece_ids, piece_labels = ids[start : start + max_length], labels[start : start + max_length]
+        if len(ids) > max_length and all(x == IGNORE for x in piece_labels):
+            continue
+        pieces.append((tuple(piece_ids), tuple(piece_labels)))
+    return pieces
+
+
+def output_segments(out_dir: str):
+    """Every segment (document or chunk) of every row of a prepared folder, with its row's category."""
+    import datasets
+
+    segments = []
+    for part in sorted(glob.glob(os.path.join(out_dir, "arrow", "part-*"))):
+        for row in datasets.load_from_disk(part):
+            start = 0
+            for n in row["seq_lengths"]:
+                segments.append((tuple(row["input_ids"][start : start + n]), tuple(row["labels"][start : start + n]),
+                                 row["category"]))
+                start += n
+    return segments
+
+
+def write_jsonl(path: str, records: list, raw_lines: list[bytes] | None = None) -> str:
+    """Write records (dicts, or raw bytes lines when given) as a jsonl file."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False).encode("utf-8") + b"\n")
+        for line in raw_lines or []:
+            f.write(line + b"\n")
+    return path

@@ -70,14 +70,21 @@ def spill_path(spill_dir: str, index: int, suffix: str) -> str:
 _ENCODERS: dict = {}  # per process: EncoderSpec -> encoder, built on first use
 
 
+def preload_encoder(spec, encoder) -> None:
+    """Give this process an encoder for `spec` (forked workers inherit it)."""
+    _ENCODERS[spec] = encoder
+
+
 def worker_pool(workers: int):
     """A process pool (or None for in-process work).
 
-    Create it before the parent loads the tokenizer. On Linux the workers are
-    forked at that point: they inherit the imported modules (spawned workers
-    spend ~0.3 s each re-importing, 10% of a whole run on the benchmark), and
-    the parent has not used the Rust tokenizer's threads yet, which is what
-    makes forking unsafe. Elsewhere they are spawned.
+    On Linux the workers are forked: they inherit the imported modules and a
+    preloaded encoder (spawned workers spend ~0.4 s each re-importing and
+    re-reading the tokenizer, 10% of a whole run on the benchmark). Forking is
+    safe here because the parent has only encoded single strings, never a
+    batch, so the Rust tokenizer's thread pool was never started (and the
+    `tokenizers` library disables it in a child forked after it was).
+    Elsewhere the workers are spawned.
     """
     if workers <= 1:
         return None

@@ -104,13 +104,15 @@ def tokenize_pretrain_batch(records: list[tuple[str, str]], encoder, info) -> To
         info: the `TokenizerInfo` of the tokenizer behind `encoder`.
     """
     bos, eos = info.bos_token, info.eos_token
-    with_source = [i for i, (source, _) in enumerate(records) if source]
+    # each distinct source is tokenized once: QA data often holds several
+    # answers to one question, and tok() of the same text is the same ids
+    sources = list(dict.fromkeys(source for source, _ in records if source))
     texts = [bos + source + target + eos for source, target in records]
-    texts += [bos + records[i][0] for i in with_source]
-    encoded = encoder.encode_batch(texts)
+    encoded = encoder.encode_batch(texts + [bos + source for source in sources])
     ids, lengths = _flatten(encoded[: len(records)])
-    mask_lengths = np.zeros(len(records), dtype=np.int64)
-    mask_lengths[with_source] = [len(e) for e in encoded[len(records) :]]
+    prefix_length = {source: len(e) for source, e in zip(sources, encoded[len(records) :])}
+    mask_lengths = np.fromiter((prefix_length.get(source, 0) for source, _ in records), dtype=np.int64,
+                               count=len(records))
     labels = mask_prefixes(ids, lengths, mask_lengths)
     rejected = check_document_markers(ids, lengths, info) if len(records) else {}
     keep = np.ones(len(records), dtype=bool)

@@ -31,10 +31,10 @@ class EncoderSpec:
 
 
 class FastEncoder:
-    def __init__(self, tokenizer_json_path: str):
+    def __init__(self, tokenizer_json_path: str | None = None, backend=None):
         from tokenizers import Tokenizer
 
-        self._tk = Tokenizer.from_file(tokenizer_json_path)
+        self._tk = backend if backend is not None else Tokenizer.from_file(tokenizer_json_path)
         self._tk.no_truncation()
         self._tk.no_padding()
 

@@ -1,0 +1,28 @@
+# The two commands of the README: `make demo` and `make test`.
+# Both create .venv in the repository (if missing) and install the project into it.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo clean
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install -e '.[test]'
+	$(PY) -m pip check
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# pytest exits non-zero (5) when it collects no test: make then fails, as it should
+test: install
+	$(PY) -m pytest
+
+demo: install
+	$(PY) applications/quickstart/demo.py
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,123 @@
+"""Command lines: every command shipped in the README parses, the quick ones run for real."""
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from colossal_llama.config import ConfigError, PretrainDataConfig, parse_pretrain_data_args, pretrain_data_parser
+from helpers import REPO, SAMPLE_PRETRAIN
+
+README = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+
+
+def readme_commands(script: str) -> list[list[str]]:
+    return [shlex.split(m) for m in re.findall(rf"^ +python {re.escape(script)}(.*)$", README, re.M)]
+
+
+def test_readme_documents_every_flag():
+    for action in pretrain_data_parser()._actions:
+        for flag in action.option_strings:
+            if flag.startswith("--") and flag != "--help":
+                assert f"`{flag}`" in README, f"{flag} is not documented in the README"
+
+
+def test_readme_prepare_commands_parse():
+    commands = readme_commands("prepare_pretrain_dataset.py")
+    assert commands
+    for argv in commands:
+        config = parse_pretrain_data_args(argv)
+        assert config.data_input_dirs == ["applications/quickstart/data/pretrain"]
+
+
+def test_old_colossal_llama_command_line_is_accepted():
+    config = parse_pretrain_data_args(["--data_input_dirs", "a,b", "--tokenizer_dir", "t",
+                                       "--data_output_dirs", "o", "--max_length", "8192",
+                                       "--num_spliced_dataset_bins", "20"])
+    assert (config.data_input_dirs, config.max_length, config.num_spliced_dataset_bins) == (["a", "b"], 8192, 20)
+    defaults = parse_pretrain_data_args(["--data_input_dirs", "a", "--tokenizer_dir", "t"])
+    assert (defaults.max_length, defaults.num_spliced_dataset_bins, defaults.seed) == (4096, 10, 42)
+    assert (defaults.on_error, defaults.recursive, defaults.overwrite) == ("raise", False, False)
+    assert defaults.num_workers == (os.cpu_count() or 1)
+
+
+@pytest.mark.parametrize("bad, words", [
+    (dict(max_length=1), "--max_length must be at least 2"),
+    (dict(num_spliced_dataset_bins=0), "--num_spliced_dataset_bins must be at least 1"),
+    (dict(num_workers=0), "--num_workers must be at least 1"),
+    (dict(on_error="ignore"), "--on_error must be one of"),
+    (dict(data_input_dirs=""), "give at least one folder"),
+])
+def test_invalid_settings(bad, words):
+    kw = dict(data_input_dirs="a", tokenizer_dir="t") | bad
+    with pytest.raises(ConfigError, match=words):
+        PretrainDataConfig(**kw)
+
+
+def test_readme_prepare_command_runs(sp_tokenizer_dir, tmp_path):
+    """The README's example, run for real through the shim (tokenizer and output moved to tmp)."""
+    argv = readme_commands("prepare_pretrain_dataset.py")[0]
+    argv[argv.index("--tokenizer_dir") + 1] = sp_tokenizer_dir
+    argv[argv.index("--data_output_dirs") + 1] = str(tmp_path / "out")
+    done = subprocess.run([sys.executable, "prepare_pretrain_dataset.py", *argv], cwd=REPO, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^total +362 +0 ", done.stdout, re.M)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["totals"]["parts"] == 4 and manifest["max_length"] == 512
+
+
+def test_shim_help_lists_flags():
+    done = subprocess.run([sys.executable, "prepare_pretrain_dataset.py", "--help"], cwd=REPO, capture_output=True,
+                          text=True)
+    assert done.returncode == 0
+    assert "--num_spliced_dataset_bins" in done.stdout and "--on_error {raise,skip}" in done.stdout
+
+
+def test_shim_reports_bad_input(tmp_path):
+    done = subprocess.run([sys.executable, "prepare_pretrain_dataset.py", "--data_input_dirs", str(tmp_path / "x"),
+                           "--tokenizer_dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: --data_input_dirs: folder {tmp_path / 'x'} does not exist"
+
+
+@pytest.mark.parametrize("script", ["train.py", "prepare_sft_dataset.py"])
+def test_placeholders_say_not_yet(script):
+    done = subprocess.run([sys.executable, script], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "not yet implemented" in done.stderr
+
+
+def test_demo_runs(tmp_path):
+    done = subprocess.run([sys.executable, "applications/quickstart/demo.py", "--run_dir", str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "$ " in done.stdout and "prepare_pretrain_dataset.py" in done.stdout
+    assert re.search(r"^total +362 +0 ", done.stdout, re.M)
+    assert "documents [" in done.stdout
+    assert (tmp_path / "data" / "pretrain" / "manifest.json").exists()
+
+
+def test_sample_data_regenerates_identically(tmp_path):
+    done = subprocess.run([sys.executable, "applications/quickstart/make_sample_data.py", "--out", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    names = sorted(os.listdir(SAMPLE_PRETRAIN))
+    assert sorted(os.listdir(tmp_path)) == names
+    for name in names:
+        assert (tmp_path / name).read_bytes() == open(os.path.join(SAMPLE_PRETRAIN, name), "rb").read(), name
+
+
+def test_sample_corpus_shape():
+    from helpers import sample_records
+
+    records = sample_records()
+    categories = {r["category"] for r in records}
+    assert 300 <= len(records) <= 500 and len(categories) >= 5
+    assert sum(r["source"] != "" for r in records) >= 50  # some records carry a masked source
+    text = "".join(r["target"] for r in records)
+    assert re.search(r"[\u4e00-\u9fff]", text) and re.search(r"[A-Za-z]{4}", text)  # Chinese and English

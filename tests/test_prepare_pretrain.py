@@ -178,3 +178,20 @@ def test_output_folder_is_not_replaced_without_overwrite(sp_tokenizer_dir, tmp_p
     run(sp_tokenizer_dir, [SAMPLE_PRETRAIN], out, overwrite=True)
     assert sorted(os.listdir(out)) == ["arrow", "manifest.json"]
     assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_slow_only_tokenizer_end_to_end(sp_tokenizer_dir, tmp_path, monkeypatch):
+    """A tokenizer without a fast version: workers load the slow HF tokenizer from the folder."""
+    import colossal_llama.data.pretrain as pretrain
+
+    slow = AutoTokenizer.from_pretrained(sp_tokenizer_dir, use_fast=False)
+    monkeypatch.setattr(pretrain, "load_tokenizer", lambda _: slow)
+    records = sample_records()[:40]
+    write_jsonl(str(tmp_path / "in" / "a.jsonl"), records)
+    manifest = run(sp_tokenizer_dir, [str(tmp_path / "in")], tmp_path / "out", max_length=64, chunk_bytes=2048)
+    assert manifest["tokenizer"]["class"] == "LlamaTokenizer"
+    expected = collections.Counter()
+    for record in records:
+        for ids, labels in reference_pieces(*reference_pretrain(slow, record), 64):
+            expected[ids, labels, record["category"]] += 1
+    assert collections.Counter(output_segments(str(tmp_path / "out"))) == expected

@@ -49,14 +49,11 @@ def input_entries(paths: list[str], results: list[ChunkResult], chunk_paths: dic
     ]
 
 
-def build_manifest(config, tokenizer_info, inputs: list[dict], results: list[ChunkResult], table: DocTable,
-                   parts: list[dict], empty_files: list[str], kind: str) -> dict:
-    """Assemble the manifest and check token accounting.
+def _category_entries(table: DocTable, parts: list[dict], results: list[ChunkResult], max_length: int) -> dict:
+    """Per category: counts over all buckets, tokens in, fill, rejects by reason.
 
-    Raises:
-        AssertionError: tokens in != tokens out + tokens dropped (a bug, never bad input).
+    Also reshapes every part's per-category counters into manifest entries.
     """
-    max_length = config.max_length
     categories: dict[str, Counter] = {name: Counter() for name in table.names}
     for i, name in enumerate(table.names):
         mask = table.category == i
@@ -67,37 +64,46 @@ def build_manifest(config, tokenizer_info, inputs: list[dict], results: list[Chu
             categories[name].update(counts)
         part["categories"] = {name: _shape(Counter(counts, records=counts["documents"]))
                               for name, counts in sorted(part["categories"].items())}
-        totals = Counter()
-        for entry in part["categories"].values():
-            totals.update({k: entry[k] for k in COUNT_KEYS})
-        part.update({k: int(totals[k]) for k in COUNT_KEYS})
+        for key in COUNT_KEYS:
+            part[key] = sum(entry[key] for entry in part["categories"].values())
         part["fill"] = _fill(part["tokens"], part["rows"], max_length)
     rejected: dict[str, Counter] = {}
     for r in results:
         for (category, reason), n in r.rejected.items():
             rejected.setdefault(category, Counter())[reason] += n
-    category_entries = {}
+    entries = {}
     for name in sorted(set(categories) | set(rejected)):
         counts = categories.get(name, Counter())
         entry = _shape(counts)
         entry["tokens_in"] = int(counts.get("tokens_in", 0))
         entry["fill"] = _fill(entry["tokens"], entry["rows"], max_length)
         entry["rejected"] = dict(sorted(rejected.get(name, Counter()).items()))
-        category_entries[name] = entry
+        entries[name] = entry
+    return entries
+
+
+def build_manifest(config, tokenizer_info, inputs: list[dict], results: list[ChunkResult], table: DocTable,
+                   parts: list[dict], empty_files: list[str], kind: str) -> dict:
+    """Assemble the manifest and check token accounting.
+
+    Raises:
+        AssertionError: tokens in != tokens out + tokens dropped (a bug, never bad input).
+    """
+    categories = _category_entries(table, parts, results, config.max_length)
     tokens_in = int(table.length.sum())
-    tokens_out = sum(e["tokens"] for e in category_entries.values())
-    dropped = sum(sum(e["dropped_tokens"].values()) for e in category_entries.values())
+    tokens_out = sum(e["tokens"] for e in categories.values())
+    dropped = sum(sum(e["dropped_tokens"].values()) for e in categories.values())
     assert tokens_in == tokens_out + dropped, f"token accounting broken: {tokens_in} != {tokens_out} + {dropped}"
-    rows = sum(e["rows"] for e in category_entries.values())
-    all_rejected = Counter()
-    for c in rejected.values():
-        all_rejected.update(c)
+    rows = sum(e["rows"] for e in categories.values())
+    rejected = Counter()
+    for e in categories.values():
+        rejected.update(e["rejected"])
     return {
         "tool": "colossal_llama",
         "version": __version__,
         "kind": kind,
         "tokenizer": tokenizer_info.to_manifest(),
-        "max_length": max_length,
+        "max_length": config.max_length,
         "num_bins": config.num_spliced_dataset_bins,
         "seed": config.seed,
         "config": config.to_dict(),
@@ -105,19 +111,19 @@ def build_manifest(config, tokenizer_info, inputs: list[dict], results: list[Chu
         "empty_files": empty_files,
         "totals": {
             "records": sum(r.records for r in results),
-            "rejected": int(sum(all_rejected.values())),
-            "rejected_by_reason": dict(sorted(all_rejected.items())),
+            "rejected": int(sum(rejected.values())),
+            "rejected_by_reason": dict(sorted(rejected.items())),
             "blank_lines": sum(r.blank_lines for r in results),
             "tokens_in": tokens_in,
             "tokens_out": tokens_out,
             "tokens_dropped": dropped,
             "rows": rows,
-            "fill": _fill(tokens_out, rows, max_length),
-            "label_tokens": sum(e["label_tokens"] for e in category_entries.values()),
+            "fill": _fill(tokens_out, rows, config.max_length),
+            "label_tokens": sum(e["label_tokens"] for e in categories.values()),
             "parts": len(parts),
         },
         "buckets": parts,
-        "categories": category_entries,
+        "categories": categories,
     }
 
 

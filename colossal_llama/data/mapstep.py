@@ -75,6 +75,11 @@ def preload_encoder(spec, encoder) -> None:
     _ENCODERS[spec] = encoder
 
 
+def release_encoder(spec) -> None:
+    """Drop this process's encoder for `spec` (a finished run must not keep it alive)."""
+    _ENCODERS.pop(spec, None)
+
+
 def worker_pool(workers: int):
     """A process pool (or None for in-process work).
 

@@ -103,3 +103,4 @@ def best_fit_decreasing(lengths: np.ndarray, capacity: int, tie_keys: np.ndarray
             open_rows.setdefault(room, []).append(row)
             index.add(room, 1)
     return rows
+

@@ -22,8 +22,8 @@ from tqdm import tqdm
 from colossal_llama.config import ConfigError, PretrainDataConfig, parse_pretrain_data_args
 from colossal_llama.data.buckets import SpillReader, load_doc_table, plan_category, write_buckets
 from colossal_llama.data.manifest import build_manifest, input_entries, summary_table
-from colossal_llama.data.mapstep import (ChunkBadRecord, MapSettings, preload_encoder, run_map, spill_path,
-                                        worker_pool)
+from colossal_llama.data.mapstep import (ChunkBadRecord, MapSettings, preload_encoder, release_encoder, run_map,
+                                        spill_path, worker_pool)
 from colossal_llama.data.records import DataError, count_lines_before, discover_input_files, plan_chunks
 from colossal_llama.data.tokenize import PretrainRecords
 from colossal_llama.tokenizer.encoder import FastEncoder
@@ -161,22 +161,25 @@ def prepare_pretrain_dataset(config: PretrainDataConfig) -> dict:
     chunks = plan_input_chunks(paths, config)
     tmp = f"{out.rstrip(os.sep)}.tmp-{os.getpid()}"
     os.makedirs(os.path.join(tmp, "_spill"))
-    pool = None
     try:
         tokenizer = load_tokenizer(config.tokenizer_dir)
         info = describe_tokenizer(tokenizer, config.tokenizer_dir, os.path.join(tmp, "_spill"))
         if tokenizer.is_fast:
             preload_encoder(info.encoder, FastEncoder(backend=tokenizer.backend_tokenizer))
         pool = worker_pool(min(config.num_workers, len(chunks)))
-        log(f"{len(paths)} input file(s) in {len(chunks)} chunk(s); tokenizer {info.class_name}, vocab {info.vocab_size}")
-        manifest = _prepare_into(tmp, paths, chunks, pool, info, config, PretrainRecords(), "pretrain")
+        try:
+            log(f"{len(paths)} input file(s) in {len(chunks)} chunk(s); tokenizer {info.class_name}, "
+                f"vocab {info.vocab_size}")
+            manifest = _prepare_into(tmp, paths, chunks, pool, info, config, PretrainRecords(), "pretrain")
+        finally:
+            release_encoder(info.encoder)
+            if pool is not None:  # stopped before the clean-up below, so no worker writes into tmp any more
+                pool.terminate()
+                pool.join()
         publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    finally:
-        if pool is not None:
-            pool.terminate()
     return manifest
 
 

@@ -1,0 +1,6 @@
+"""Data preparation: jsonl records -> tokenized, packed, bucketed Arrow shards.
+
+records (read, validate) -> tokenize (one record -> ids, labels) -> mapstep
+(parallel per input chunk) -> packing + buckets (per category) -> shards
+(Arrow) + manifest. `pretrain.py` runs the whole chain.
+"""

@@ -149,3 +149,28 @@ def test_cli_reports_error_and_exit_code(sp_tokenizer_dir, tmp_path, capsys):
     assert code == 2
     assert f"error: {path}:2: invalid JSON" in capsys.readouterr().err
     assert_nothing_written(tmp_path, tmp_path / "out")
+
+
+def _die(chunk, settings):
+    os._exit(3)  # what the kernel's OOM killer does to a worker, as far as the parent can tell
+
+
+def test_killed_worker_is_reported_not_waited_for(sp_tokenizer_dir, tmp_path, monkeypatch):
+    from colossal_llama.data import mapstep
+
+    monkeypatch.setattr(mapstep, "map_chunk", _die)
+    with pytest.raises(mapstep.WorkerDied, match="worker died"):
+        prepare_pretrain_dataset(config(sp_tokenizer_dir, [SAMPLE_PRETRAIN], tmp_path / "out", num_workers=2))
+    assert_nothing_written(tmp_path, tmp_path / "out")
+
+
+def test_tolerated_line_variants(sp_tokenizer_dir, tmp_path):
+    """A UTF-8 byte-order mark, CRLF line ends, blank lines and a last line without newline are fine."""
+    path = tmp_path / "in" / "a.jsonl"
+    path.parent.mkdir()
+    line = json.dumps(GOOD).encode()
+    path.write_bytes(b"\xef\xbb\xbf" + line + b"\r\n\r\n" + line + b"\n   \n" + line)
+    manifest = prepare_pretrain_dataset(config(sp_tokenizer_dir, [tmp_path / "in"], tmp_path / "out"))
+    assert manifest["totals"]["records"] == 3
+    assert manifest["totals"]["blank_lines"] == 2
+    assert manifest["inputs"][0]["lines"] == 5

@@ -23,6 +23,8 @@ import multiprocessing as mp
 import os
 import sys
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,29 +82,36 @@ def release_encoder(spec) -> None:
     _ENCODERS.pop(spec, None)
 
 
-def worker_pool(workers: int):
-    """A process pool (or None for in-process work).
+class WorkerDied(RuntimeError):
+    """A worker process ended abruptly (killed, most often for lack of memory)."""
+
+
+def _init_worker() -> None:
+    # one process per core already: Rayon threads inside each would oversubscribe
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor | None:
+    """A process pool (or None for in-process work), its workers already started.
 
     On Linux the workers are forked: they inherit the imported modules and a
     preloaded encoder (spawned workers spend ~0.4 s each re-importing and
     re-reading the tokenizer, 10% of a whole run on the benchmark). Forking is
     safe here because the parent has only encoded single strings, never a
     batch, so the Rust tokenizer's thread pool was never started (and the
-    `tokenizers` library disables it in a child forked after it was).
-    Elsewhere the workers are spawned.
+    `tokenizers` library disables it in a child forked after it was); the
+    workers are started at once, before the parent starts any thread of its
+    own (progress bars). Elsewhere they are spawned.
+
+    A ProcessPoolExecutor rather than multiprocessing.Pool: when a worker is
+    killed, the executor raises instead of waiting for it forever.
     """
     if workers <= 1:
         return None
     method = "fork" if sys.platform.startswith("linux") else "spawn"
-    previous = os.environ.get("TOKENIZERS_PARALLELISM")
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # inherited by the workers: one process per core already
-    try:
-        return mp.get_context(method).Pool(workers)
-    finally:
-        if previous is None:
-            del os.environ["TOKENIZERS_PARALLELISM"]
-        else:
-            os.environ["TOKENIZERS_PARALLELISM"] = previous
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_init_worker)
+    pool.submit(os.getpid).result()  # with fork, the first task starts every worker
+    return pool
 
 
 class _ChunkSpill:
@@ -191,26 +200,33 @@ def map_chunk(chunk: InputChunk, settings: MapSettings) -> ChunkResult:
     return result
 
 
-def _map_task(args) -> ChunkResult:
-    return map_chunk(*args)
-
-
-def run_map(chunks: list[InputChunk], settings: MapSettings, pool=None, on_done=None) -> list[ChunkResult]:
+def run_map(chunks: list[InputChunk], settings: MapSettings, pool: ProcessPoolExecutor | None = None,
+            on_done=None) -> list[ChunkResult]:
     """Run `map_chunk` over all chunks, in `pool` or in this process; results in chunk order.
 
     Args:
         pool: from `worker_pool`, or None.
         on_done: called with each finished chunk (progress reporting).
     Raises:
-        ChunkBadRecord: a bad record in `raise` mode.
+        ChunkBadRecord: a bad record in `raise` mode (chunks not started yet are cancelled).
+        WorkerDied: a worker process was killed.
     """
     if pool is None:
         results = (map_chunk(chunk, settings) for chunk in chunks)
     else:
-        results = pool.imap_unordered(_map_task, [(chunk, settings) for chunk in chunks])
+        futures = [pool.submit(map_chunk, chunk, settings) for chunk in chunks]
+        results = (future.result() for future in as_completed(futures))
     done = []
-    for result in results:
-        done.append(result)
-        if on_done:
-            on_done(chunks[result.index])
+    try:
+        for result in results:
+            done.append(result)
+            if on_done:
+                on_done(chunks[result.index])
+    except BrokenProcessPool as exc:
+        raise WorkerDied("a data preparation worker died (out of memory?); "
+                         "try fewer --num_workers") from exc
+    finally:
+        if pool is not None:
+            for future in futures:
+                future.cancel()
     return sorted(done, key=lambda r: r.index)

@@ -22,8 +22,8 @@ from tqdm import tqdm
 from colossal_llama.config import ConfigError, PretrainDataConfig, parse_pretrain_data_args
 from colossal_llama.data.buckets import SpillReader, load_doc_table, plan_category, write_buckets
 from colossal_llama.data.manifest import build_manifest, input_entries, summary_table
-from colossal_llama.data.mapstep import (ChunkBadRecord, MapSettings, preload_encoder, release_encoder, run_map,
-                                        spill_path, worker_pool)
+from colossal_llama.data.mapstep import (ChunkBadRecord, MapSettings, WorkerDied, preload_encoder, release_encoder,
+                                        run_map, spill_path, worker_pool)
 from colossal_llama.data.records import DataError, count_lines_before, discover_input_files, plan_chunks
 from colossal_llama.data.tokenize import PretrainRecords
 from colossal_llama.tokenizer.encoder import FastEncoder
@@ -174,8 +174,7 @@ def prepare_pretrain_dataset(config: PretrainDataConfig) -> dict:
         finally:
             release_encoder(info.encoder)
             if pool is not None:  # stopped before the clean-up below, so no worker writes into tmp any more
-                pool.terminate()
-                pool.join()
+                pool.shutdown(wait=True, cancel_futures=True)
         publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -201,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = parse_pretrain_data_args(argv)
         manifest = prepare_pretrain_dataset(config)
-    except (ConfigError, DataError, TokenizerError) as exc:
+    except (ConfigError, DataError, TokenizerError, WorkerDied) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(summary_table(manifest))

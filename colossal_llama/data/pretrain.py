@@ -5,7 +5,7 @@
 
 Steps: find input files -> map (parallel, per chunk: validate + tokenize,
 spilled to disk) -> reduce (per category: split, pack, bin) -> write buckets
--> manifest. Everything is written into `<out>.tmp-<pid>` and renamed to
+-> manifest. Everything is written into a temporary `<out>.tmp-*` folder beside it and renamed to
 `<out>` at the end, so an error never leaves a half-written output folder.
 """
 
@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 
 from tqdm import tqdm
@@ -45,8 +46,6 @@ def check_output_folder(out: str, overwrite: bool) -> None:
 
 def publish(tmp: str, out: str) -> None:
     """Move the finished `tmp` folder to `out`, replacing what was there."""
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
     old = None
     if os.path.exists(out):
         old = f"{out}.old-{os.getpid()}"
@@ -159,7 +158,10 @@ def prepare_pretrain_dataset(config: PretrainDataConfig) -> dict:
             if os.path.getsize(path) == 0:
                 raise DataError(f"{path}: file is empty (no records); remove it or use --on_error skip")
     chunks = plan_input_chunks(paths, config)
-    tmp = f"{out.rstrip(os.sep)}.tmp-{os.getpid()}"
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    # beside the output, so that the final rename stays on one file system
+    tmp = tempfile.mkdtemp(prefix=os.path.basename(os.path.abspath(out)) + ".tmp-", dir=parent)
     os.makedirs(os.path.join(tmp, "_spill"))
     try:
         tokenizer = load_tokenizer(config.tokenizer_dir)

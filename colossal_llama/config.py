@@ -21,8 +21,8 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class PretrainDataConfig:
-    """Settings of `prepare_pretrain_dataset.py`."""
+class DataConfig:
+    """Settings shared by `prepare_pretrain_dataset.py` and `prepare_sft_dataset.py`."""
 
     data_input_dirs: list[str]
     """Folders holding `*.jsonl` / `*.jsonl.gz` files, read in the given order."""
@@ -34,7 +34,8 @@ class PretrainDataConfig:
     """Output folder: `arrow/part-XXXXX` buckets, `manifest.json`, `rejected.jsonl`."""
 
     max_length: int = 4096
-    """Capacity of a packed row in tokens; longer documents are split into chunks."""
+    """Capacity of a packed row in tokens (pretraining: longer documents are split
+    into chunks; SFT: conversations are cut to whole turns that fit)."""
 
     num_spliced_dataset_bins: int = 10
     """Number of bins per category, and so of buckets (data-spec section 3)."""
@@ -77,6 +78,34 @@ class PretrainDataConfig:
         return dataclasses.asdict(self)
 
 
+@dataclass
+class PretrainDataConfig(DataConfig):
+    """Settings of `prepare_pretrain_dataset.py`."""
+
+
+LLAMA_VERSIONS = (2, 3)
+
+
+@dataclass
+class SftDataConfig(DataConfig):
+    """Settings of `prepare_sft_dataset.py`."""
+
+    llama_version: int = 3
+    """Separators of the default template: 2 = `<s>`/`</s>`, 3 = `<|begin_of_text|>`/`<|eot_id|>`
+    (the old script's flag and default)."""
+
+    template: str = "default"
+    """Conversation template: `default` (Human/Assistant) or `hf` (the tokenizer's own chat_template)."""
+
+    pack: bool = True
+    """Pack several conversations into a row (kept apart by seq_lengths); off: one per row."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.llama_version not in LLAMA_VERSIONS:
+            raise ConfigError(f"--llama_version must be one of {LLAMA_VERSIONS}, got {self.llama_version}")
+
+
 def field_help(cls, name: str) -> str:
     """The docstring written under a dataclass field, used as its --help text."""
     import ast
@@ -91,13 +120,8 @@ def field_help(cls, name: str) -> str:
     return ""
 
 
-def pretrain_data_parser() -> argparse.ArgumentParser:
-    """The command line of `prepare_pretrain_dataset.py`."""
-    h = lambda name: field_help(PretrainDataConfig, name)  # noqa: E731
-    p = argparse.ArgumentParser(
-        prog="prepare_pretrain_dataset.py",
-        description="Tokenize pretraining jsonl ({source, target, category}) into packed, bucketed Arrow shards.",
-    )
+def _add_data_arguments(p: argparse.ArgumentParser) -> None:
+    h = lambda name: field_help(DataConfig, name)  # noqa: E731
     p.add_argument("--data_input_dirs", required=True, help="Comma-separated list. " + h("data_input_dirs"))
     p.add_argument("--tokenizer_dir", required=True, help=h("tokenizer_dir"))
     p.add_argument("--data_output_dirs", default="data_output_dirs", help=h("data_output_dirs"))
@@ -108,9 +132,36 @@ def pretrain_data_parser() -> argparse.ArgumentParser:
     p.add_argument("--on_error", choices=ON_ERROR_CHOICES, default="raise", help=h("on_error"))
     p.add_argument("--recursive", action="store_true", help=h("recursive"))
     p.add_argument("--overwrite", action="store_true", help=h("overwrite"))
+
+
+def pretrain_data_parser() -> argparse.ArgumentParser:
+    """The command line of `prepare_pretrain_dataset.py`."""
+    p = argparse.ArgumentParser(
+        prog="prepare_pretrain_dataset.py",
+        description="Tokenize pretraining jsonl ({source, target, category}) into packed, bucketed Arrow shards.",
+    )
+    _add_data_arguments(p)
+    return p
+
+
+def sft_data_parser() -> argparse.ArgumentParser:
+    """The command line of `prepare_sft_dataset.py`."""
+    h = lambda name: field_help(SftDataConfig, name)  # noqa: E731
+    p = argparse.ArgumentParser(
+        prog="prepare_sft_dataset.py",
+        description="Tokenize conversations ({messages: [{from, content}]}) into bucketed Arrow shards "
+        "where only assistant replies carry labels.",
+    )
+    _add_data_arguments(p)
+    p.add_argument("--llama_version", type=int, choices=LLAMA_VERSIONS, default=3, help=h("llama_version"))
+    p.add_argument("--template", default="default", help=h("template"))
+    p.add_argument("--pack", action=argparse.BooleanOptionalAction, default=True, help=h("pack"))
     return p
 
 
 def parse_pretrain_data_args(argv: list[str] | None = None) -> PretrainDataConfig:
-    args = pretrain_data_parser().parse_args(argv)
-    return PretrainDataConfig(**vars(args))
+    return PretrainDataConfig(**vars(pretrain_data_parser().parse_args(argv)))
+
+
+def parse_sft_data_args(argv: list[str] | None = None) -> SftDataConfig:
+    return SftDataConfig(**vars(sft_data_parser().parse_args(argv)))

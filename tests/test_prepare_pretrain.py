@@ -182,10 +182,10 @@ def test_output_folder_is_not_replaced_without_overwrite(sp_tokenizer_dir, tmp_p
 
 def test_slow_only_tokenizer_end_to_end(sp_tokenizer_dir, tmp_path, monkeypatch):
     """A tokenizer without a fast version: workers load the slow HF tokenizer from the folder."""
-    import colossal_llama.data.pretrain as pretrain
+    import colossal_llama.data.prepare as prepare
 
     slow = AutoTokenizer.from_pretrained(sp_tokenizer_dir, use_fast=False)
-    monkeypatch.setattr(pretrain, "load_tokenizer", lambda _: slow)
+    monkeypatch.setattr(prepare, "load_tokenizer", lambda _: slow)
     records = sample_records()[:40]
     write_jsonl(str(tmp_path / "in" / "a.jsonl"), records)
     manifest = run(sp_tokenizer_dir, [str(tmp_path / "in")], tmp_path / "out", max_length=64, chunk_bytes=2048)

@@ -118,8 +118,11 @@ def assign_bins(row_tokens: np.ndarray, num_bins: int) -> np.ndarray:
 
 
 def plan_category(name: str, docs: np.ndarray, table: DocTable, reader: SpillReader, max_length: int,
-                  num_bins: int, seed: int) -> CategoryPlan:
-    """Split, drop, pack and bin the documents `docs` (indices into `table`) of one category."""
+                  num_bins: int, seed: int, pack: bool = True) -> CategoryPlan:
+    """Split, drop, pack and bin the documents `docs` (indices into `table`) of one category.
+
+    With `pack=False` every piece gets a row of its own (SFT `--no-pack`).
+    """
     lengths = table.length[docs]
     piece_doc, piece_start, piece_len = split_documents(lengths, max_length)
     chunk = table.chunk[docs][piece_doc]
@@ -133,7 +136,10 @@ def plan_category(name: str, docs: np.ndarray, table: DocTable, reader: SpillRea
     first = np.ones(len(piece_doc), dtype=bool)
     first[1:] = piece_doc[1:] != piece_doc[:-1]
     dropped = np.where(first, dropped_per_doc[piece_doc], 0)
-    rows = best_fit_decreasing(piece_len, max_length, derived_rng(seed, "pack", name).permutation(len(piece_len)))
+    if pack:
+        rows = best_fit_decreasing(piece_len, max_length, derived_rng(seed, "pack", name).permutation(len(piece_len)))
+    else:
+        rows = [[p] for p in range(len(piece_len))]
     order = derived_rng(seed, "rows", name).permutation(len(rows))
     rows = [rows[i] for i in order]
     row_tokens = np.array([int(piece_len[r].sum()) for r in rows], dtype=np.int64)

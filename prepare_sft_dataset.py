@@ -1,12 +1,16 @@
-"""Prepare SFT data: conversations {messages: [{from, content}]} -> Arrow shards.
+"""Prepare SFT data: conversations {messages: [{from, content}]} -> bucketed Arrow shards.
 
-Not built yet: this shim only says so. SFT data preparation lands with its own
-issue; pretraining data works today through prepare_pretrain_dataset.py.
+    python prepare_sft_dataset.py --data_input_dirs DIR[,DIR...] --tokenizer_dir TOK \
+        --data_output_dirs OUT --llama_version 2 [--max_length 4096] [--template default]
+
+Only assistant replies carry labels. A shim over `colossal_llama.data.sft.main`;
+`--help` lists every flag. The import sits under the main guard: worker
+processes (when spawned) re-import this file and must not load the pipeline.
 """
 
 import sys
 
 if __name__ == "__main__":
-    print("prepare_sft_dataset.py: not yet implemented (SFT data preparation lands with its own issue); "
-          "prepare_pretrain_dataset.py works today.", file=sys.stderr)
-    sys.exit(2)
+    from colossal_llama.data.sft import main
+
+    sys.exit(main())

@@ -108,7 +108,7 @@ def test_blank_lines_only_file_is_empty(sp_tokenizer_dir, tmp_path):
 
 def test_all_records_rejected(sp_tokenizer_dir, tmp_path):
     write_jsonl(str(tmp_path / "in" / "a.jsonl"), [], raw_lines=[b"nope", b"[]"])
-    with pytest.raises(DataError, match=r"no record was accepted \(2 rejected\)"):
+    with pytest.raises(DataError, match=r"no record was accepted \(2 rejected, 0 too long\)"):
         prepare_pretrain_dataset(config(sp_tokenizer_dir, [tmp_path / "in"], tmp_path / "out", on_error="skip"))
     assert_nothing_written(tmp_path, tmp_path / "out")
 

@@ -68,16 +68,20 @@ def _category_entries(table: DocTable, parts: list[dict], results: list[ChunkRes
             part[key] = sum(entry[key] for entry in part["categories"].values())
         part["fill"] = _fill(part["tokens"], part["rows"], max_length)
     rejected: dict[str, Counter] = {}
+    dropped: dict[str, Counter] = {}
     for r in results:
         for (category, reason), n in r.rejected.items():
             rejected.setdefault(category, Counter())[reason] += n
+        for (category, reason), n in r.dropped.items():
+            dropped.setdefault(category, Counter())[reason] += n
     entries = {}
-    for name in sorted(set(categories) | set(rejected)):
+    for name in sorted(set(categories) | set(rejected) | set(dropped)):
         counts = categories.get(name, Counter())
         entry = _shape(counts)
         entry["tokens_in"] = int(counts.get("tokens_in", 0))
         entry["fill"] = _fill(entry["tokens"], entry["rows"], max_length)
         entry["rejected"] = dict(sorted(rejected.get(name, Counter()).items()))
+        entry["dropped_records"] = dict(sorted(dropped.get(name, Counter()).items()))
         entries[name] = entry
     return entries
 
@@ -95,9 +99,12 @@ def build_manifest(config, tokenizer_info, inputs: list[dict], results: list[Chu
     dropped = sum(sum(e["dropped_tokens"].values()) for e in categories.values())
     assert tokens_in == tokens_out + dropped, f"token accounting broken: {tokens_in} != {tokens_out} + {dropped}"
     rows = sum(e["rows"] for e in categories.values())
-    rejected = Counter()
+    rejected, dropped_records, stats = Counter(), Counter(), Counter()
     for e in categories.values():
         rejected.update(e["rejected"])
+        dropped_records.update(e["dropped_records"])
+    for r in results:
+        stats.update(r.stats)
     return {
         "tool": "colossal_llama",
         "version": __version__,
@@ -113,6 +120,7 @@ def build_manifest(config, tokenizer_info, inputs: list[dict], results: list[Chu
             "records": sum(r.records for r in results),
             "rejected": int(sum(rejected.values())),
             "rejected_by_reason": dict(sorted(rejected.items())),
+            "dropped_records": dict(sorted(dropped_records.items())),
             "blank_lines": sum(r.blank_lines for r in results),
             "tokens_in": tokens_in,
             "tokens_out": tokens_out,
@@ -121,6 +129,7 @@ def build_manifest(config, tokenizer_info, inputs: list[dict], results: list[Chu
             "fill": _fill(tokens_out, rows, config.max_length),
             "label_tokens": sum(e["label_tokens"] for e in categories.values()),
             "parts": len(parts),
+            **{k: int(v) for k, v in sorted(stats.items())},
         },
         "buckets": parts,
         "categories": categories,

@@ -51,6 +51,9 @@ class ChunkResult:
     categories: list[str] = field(default_factory=list)
     rejected: Counter = field(default_factory=Counter)
     """(category or "<unknown>", reason) -> rejected records."""
+    dropped: Counter = field(default_factory=Counter)
+    """(category, reason) -> valid records left out (SFT: too long even with one turn)."""
+    stats: Counter = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,9 @@ def map_chunk(chunk: InputChunk, settings: MapSettings) -> ChunkResult:
             batch = settings.kind.tokenize(payloads, encoder, settings.info)
             for doc, bad in sorted(batch.rejected.items()):
                 on_bad(where[doc][0], bad, where[doc][1], categories[doc])
+            for doc, reason in batch.dropped.items():
+                result.dropped[categories[doc], reason] += 1
+            result.stats.update(batch.stats)
             cats = [category_index.setdefault(categories[i], len(category_index)) for i in batch.kept]
             docs = np.stack([np.asarray(cats, dtype=np.int64), batch.lengths.astype(np.int64)], axis=1)
             spill.files["ids"].write(batch.ids.astype(np.int32).tobytes())

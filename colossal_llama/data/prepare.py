@@ -75,7 +75,7 @@ def check_empty_files(paths, chunks, results, on_error: str) -> list[str]:
     """Files without a single record: an error, or with --on_error skip a counted warning."""
     seen = {p: 0 for p in paths}
     for r in results:
-        seen[chunks[r.index].path] += r.records + sum(r.rejected.values())
+        seen[chunks[r.index].path] += r.records + sum(r.rejected.values()) + sum(r.dropped.values())
     empty = [p for p, n in seen.items() if n == 0]
     for path in empty:
         if on_error == "raise":
@@ -114,7 +114,8 @@ def _prepare_into(tmp: str, paths: list[str], chunks, pool, info, config, kind, 
     table = load_doc_table(spill, results)
     rejected = sum(sum(r.rejected.values()) for r in results)
     if len(table.length) == 0:
-        raise DataError(f"no record was accepted ({rejected} rejected); nothing written")
+        dropped = sum(sum(r.dropped.values()) for r in results)
+        raise DataError(f"no record was accepted ({rejected} rejected, {dropped} too long); nothing written")
     reader = SpillReader(spill, results)
     plans = [
         plan_category(name, (table.category == i).nonzero()[0], table, reader, config.max_length,
@@ -136,9 +137,6 @@ def _prepare_into(tmp: str, paths: list[str], chunks, pool, info, config, kind, 
     shutil.rmtree(spill)
     manifest = build_manifest(config, info, inputs, results, table, parts, empty, kind_name)
     log(f"time: tokenize {mapped - started:.2f} s, pack {packed - mapped:.2f} s, write {time.perf_counter() - packed:.2f} s")
-    with open(os.path.join(tmp, "manifest.json"), "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2, ensure_ascii=False)
-        f.write("\n")
     return manifest
 
 
@@ -146,8 +144,10 @@ def prepare_dataset(config: DataConfig, job) -> dict:
     """Run a whole preparation; returns the manifest.
 
     Args:
-        job: `name`; `make_kind(tokenizer, info)` -> the record kind workers
-            use; `finish(folder, tokenizer, kind)` writes extra outputs.
+        job: `name`; `prepare_tokenizer(tokenizer)` checks or adjusts the
+            tokenizer; `make_kind(tokenizer, info)` -> the record kind workers
+            use; `finish(folder, tokenizer, kind)` writes extra outputs and
+            returns entries for the manifest.
     Raises:
         DataError: bad input (file, line, reason), nothing written.
         TokenizerError: the tokenizer folder is missing or unusable.
@@ -167,6 +167,7 @@ def prepare_dataset(config: DataConfig, job) -> dict:
     os.makedirs(os.path.join(tmp, "_spill"))
     try:
         tokenizer = load_tokenizer(config.tokenizer_dir)
+        job.prepare_tokenizer(tokenizer)
         info = describe_tokenizer(tokenizer, config.tokenizer_dir, os.path.join(tmp, "_spill"))
         kind = job.make_kind(tokenizer, info)
         if tokenizer.is_fast:
@@ -180,7 +181,10 @@ def prepare_dataset(config: DataConfig, job) -> dict:
             release_encoder(info.encoder)
             if pool is not None:  # stopped before the clean-up below, so no worker writes into tmp any more
                 pool.shutdown(wait=True, cancel_futures=True)
-        job.finish(tmp, tokenizer, kind)
+        manifest.update(job.finish(tmp, tokenizer, kind))
+        with open(os.path.join(tmp, "manifest.json"), "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=2, ensure_ascii=False)
+            f.write("\n")
         publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -18,12 +18,17 @@ class PretrainJob:
     name = "pretrain"
 
     @staticmethod
+    def prepare_tokenizer(tokenizer) -> None:
+        """Used as loaded."""
+
+    @staticmethod
     def make_kind(tokenizer, info) -> PretrainRecords:
         return PretrainRecords()
 
     @staticmethod
-    def finish(folder: str, tokenizer, kind) -> None:
+    def finish(folder: str, tokenizer, kind) -> dict:
         """Pretraining output holds only shards and manifest."""
+        return {}
 
 
 def prepare_pretrain_dataset(config: PretrainDataConfig) -> dict:

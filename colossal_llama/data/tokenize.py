@@ -21,6 +21,7 @@ would break that and inject control tokens, so such records are bad input
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from itertools import chain
 
@@ -41,6 +42,10 @@ class TokenizedBatch:
     kept: list[int]
     """Indices (in the input batch) of the documents in `lengths`, in order."""
     rejected: dict[int, BadRecord] = field(default_factory=dict)
+    dropped: dict[int, str] = field(default_factory=dict)
+    """Valid records left out of the output, with the reason (SFT: "too_long")."""
+    stats: Counter = field(default_factory=Counter)
+    """Other counts for the manifest (SFT: turns kept and truncated)."""
 
 
 def _flatten(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -45,6 +45,10 @@ class FastEncoder:
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self._encode(texts, add_special_tokens=False)]
 
+    def encode_with_offsets(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """Ids and the (start, end) character offsets of every token."""
+        return [(e.ids, e.offsets) for e in self._tk.encode_batch(texts, add_special_tokens=False)]
+
 
 class SlowEncoder:
     def __init__(self, tokenizer_dir: str):

@@ -1,0 +1,155 @@
+"""SFT records -> ids and labels where only assistant replies are trained (data-spec section 2).
+
+Reference, for a conversation of n messages and max_length L:
+
+    drop the last message if n is odd
+    T   = largest t with len(tok(prompt(2t))) <= L - 1      (else: dropped, "too_long")
+    ids = [BOS] + tok(prompt(2T))
+    labels = -100, except each assistant message's <open>content<close> span
+
+The reference re-tokenizes the prompt for every step of its search. Here the
+whole conversation is tokenized once, with character offsets: the separators
+are special tokens, which the tokenizer splits out before anything else, so
+the tokens of prompt(2t) are exactly the first tokens of the whole
+conversation up to the closing separator of message 2t. Each separator's
+token index comes from its known character offset (`templates.Rendered`),
+which gives every length the search needs and every assistant span.
+Tokenizers without offsets (slow ones) get the same indices by tokenizing the
+prefixes that end at each separator.
+
+Special-token text inside content (`</s>`, `<|eot_id|>` ...) would add
+separators of its own; it is found as a special id at a place where the
+template put none, and the record is rejected.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from colossal_llama.data.records import BadRecord, require_str
+from colossal_llama.data.tokenize import IGNORE_INDEX, TokenizedBatch, _flatten
+
+ROLES = ("human", "assistant")
+DEFAULT_CATEGORY = "default"
+
+
+def parse_sft_record(obj: dict) -> tuple[tuple[str, ...], str, bool]:
+    """A conversation record -> (contents in order, category, whether a trailing message was dropped).
+
+    Raises:
+        BadRecord: no or empty `messages`, a message that is not an object,
+            an unknown role, roles that do not alternate human/assistant
+            starting with human, empty or non-string content, a bad category,
+            or no complete turn.
+    """
+    if "messages" not in obj:
+        raise BadRecord("missing_field", 'missing field "messages"')
+    messages = obj["messages"]
+    if not isinstance(messages, list):
+        raise BadRecord("wrong_type", f'field "messages" must be a list, got {type(messages).__name__}')
+    if not messages:
+        raise BadRecord("empty_messages", 'field "messages" is empty')
+    contents = []
+    for i, message in enumerate(messages, start=1):
+        if not isinstance(message, dict):
+            raise BadRecord("wrong_type", f"message {i} must be an object, got {type(message).__name__}")
+        try:
+            role = require_str(message, "from", allow_empty=False).lower()
+            content = require_str(message, "content", allow_empty=False)
+        except BadRecord as bad:
+            raise BadRecord(bad.reason, f"message {i}: {bad.message}") from None
+        if role not in ROLES:
+            raise BadRecord("unknown_role", f'message {i}: role "{message["from"]}" is not human or assistant')
+        if role != ROLES[(i - 1) % 2]:
+            what = "the conversation must start with a human message" if i == 1 else f"two {role} messages in a row"
+            raise BadRecord("role_order", f"message {i}: {what}")
+        contents.append(content)
+    category = DEFAULT_CATEGORY
+    if "category" in obj:
+        category = require_str(obj, "category", allow_empty=False)
+    trailing = len(contents) % 2 == 1
+    if trailing:
+        contents.pop()
+    if not contents:
+        raise BadRecord("no_turn", "no complete human/assistant turn (a single human message)")
+    return tuple(contents), category, trailing
+
+
+def _separator_indices(ids, offsets, rendered, special: set[int]):
+    """Token index of every opening and closing separator, and special tokens found elsewhere."""
+    at_char = {}
+    for i, token in enumerate(ids):
+        if token in special:
+            at_char[offsets[i][0]] = i
+    try:
+        opens = [at_char.pop(c) for c in rendered.opens]
+        closes = [at_char.pop(c) for c in rendered.closes]
+    except KeyError:
+        raise AssertionError("a template separator is not a single special token where it was placed") from None
+    return opens, closes, sorted(at_char.values())
+
+
+@dataclass(frozen=True)
+class SftRecords:
+    """The SFT record kind for the map step, with the default (Human/Assistant) template."""
+
+    template: object
+    max_length: int
+    separator_ids: tuple[int, int]
+
+    def parse(self, obj: dict):
+        contents, category, trailing = parse_sft_record(obj)
+        return (contents, trailing), category
+
+    def tokenize(self, payloads, encoder, info) -> TokenizedBatch:
+        rendered = [self.template.render(list(contents)) for contents, _ in payloads]
+        if hasattr(encoder, "encode_with_offsets"):
+            encoded = encoder.encode_with_offsets([r.text for r in rendered])
+        else:
+            encoded = [_encode_by_prefixes(encoder, r) for r in rendered]
+        special = {i for i, _ in info.forbidden_tokens}
+        names = dict(info.forbidden_tokens)
+        seqs, kept, rejected, dropped, stats = [], [], {}, {}, Counter()
+        for n, ((ids, offsets), r, (_, trailing)) in enumerate(zip(encoded, rendered, payloads)):
+            opens, closes, stray = _separator_indices(ids, offsets, r, special)
+            if stray:
+                rejected[n] = BadRecord("special_token_text", f"content holds the special token {names[ids[stray[0]]]!r};"
+                                        " remove it: it would inject a control token")
+                continue
+            turn_lengths = np.array(closes[1::2]) + 1  # len(tok(prompt(2t))) for t = 1, 2, ...
+            turns = int(np.searchsorted(turn_lengths, self.max_length - 1, side="right"))
+            stats["trailing_messages_dropped"] += trailing
+            if turns == 0:
+                dropped[n] = "too_long"
+                continue
+            stats["turns_kept"] += turns
+            stats["turns_truncated"] += len(turn_lengths) - turns
+            seqs.append([info.bos_id] + list(ids[: turn_lengths[turns - 1]]))
+            kept.append((n, [(opens[j] + 1, closes[j] + 2) for j in range(1, 2 * turns, 2)]))
+        ids, lengths = _flatten(seqs)
+        labels = np.full(len(ids), IGNORE_INDEX, dtype=np.int32)
+        start = 0
+        for (_, spans), length in zip(kept, lengths.tolist()):
+            for a, b in spans:
+                labels[start + a : start + b] = ids[start + a : start + b]
+            start += length
+        return TokenizedBatch(ids, labels, lengths, [n for n, _ in kept], rejected, dropped, stats)
+
+
+def _encode_by_prefixes(encoder, rendered) -> tuple[list[int], list[tuple[int, int]]]:
+    """(ids, offsets) for an encoder without offsets (slow tokenizers).
+
+    The separator that starts at character c is token number len(tok(text[:c]))
+    (the text before a special token is tokenized on its own), so separators
+    get their true offsets that way; other tokens get (-1, -1), which matches
+    no separator (a special token there is reported as stray).
+    """
+    starts = sorted(set(rendered.opens) | set(rendered.closes))
+    encoded = encoder.encode_batch([rendered.text] + [rendered.text[:c] for c in starts])
+    ids, offsets = encoded[0], [(-1, -1)] * len(encoded[0])
+    for c, prefix in zip(starts, encoded[1:]):
+        offsets[len(prefix)] = (c, c + 1)
+    return ids, offsets

@@ -1,0 +1,122 @@
+"""SFT data preparation: conversations -> bucketed Arrow shards, only assistant replies trained.
+
+    python prepare_sft_dataset.py --data_input_dirs data/sft --tokenizer_dir tokenizer/ \\
+        --data_output_dirs out/ --llama_version 2 --max_length 4096
+
+The driver is `prepare.prepare_dataset` (the same map, packing, buckets and
+manifest as pretraining); this module adds the conversation record kind and
+writes the tokenizer with the template as its `chat_template` to
+`<out>/tokenizer`, so that `apply_chat_template(messages, tokenize=True)`
+reproduces the training ids.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from colossal_llama.config import ConfigError, SftDataConfig, parse_sft_data_args
+from colossal_llama.data.conversations import SftRecords
+from colossal_llama.data.prepare import log, prepare_dataset, run_cli
+from colossal_llama.data.templates import TEMPLATES
+from colossal_llama.tokenizer.loading import TokenizerError
+
+ROUND_TRIP_SAMPLE = [  # short, so that it fits small max_length values too
+    {"role": "user", "content": "Where is Calvessa?"},
+    {"role": "assistant", "content": "In the Serin Sea."},
+    {"role": "user", "content": "几个岛？"},
+    {"role": "assistant", "content": "六个。"},
+]
+
+
+def ensure_separator(tokenizer, text: str, option: str) -> int:
+    """The id of separator `text`, recognised as one special token even right after content.
+
+    LLaMA-2 folders may register `</s>` as a normalized token, which then is
+    not found directly after text; it is registered again as a special token
+    with normalized=False (data-spec section 2).
+
+    Raises:
+        TokenizerError: the vocabulary has no such token.
+    """
+    from transformers import AddedToken
+
+    token_id = tokenizer.convert_tokens_to_ids(text)
+    if token_id is None or token_id == tokenizer.unk_token_id:
+        raise TokenizerError(f"the tokenizer has no {text!r} token, which {option} uses as a separator")
+    ids = tokenizer("a" + text + "b", add_special_tokens=False)["input_ids"]
+    if ids.count(token_id) != 1 or token_id not in tokenizer.all_special_ids:
+        tokenizer.add_special_tokens({"additional_special_tokens": [AddedToken(text, special=True, normalized=False)]},
+                                     replace_additional_special_tokens=False)
+    return token_id
+
+
+class SftJob:
+    name = "sft"
+
+    def __init__(self, config: SftDataConfig):
+        if config.template not in TEMPLATES:
+            raise ConfigError(f"--template must be one of {sorted(TEMPLATES)}, got {config.template!r}")
+        self.config = config
+        self.template = TEMPLATES[config.template](config.llama_version)
+
+    def prepare_tokenizer(self, tokenizer) -> None:
+        option = f"--llama_version {self.config.llama_version}"
+        self.separator_ids = tuple(ensure_separator(tokenizer, s, option)
+                                   for s in (self.template.open, self.template.close))
+
+    def make_kind(self, tokenizer, info) -> SftRecords:
+        self.info = info
+        return SftRecords(self.template, self.config.max_length, self.separator_ids)
+
+    def finish(self, folder: str, tokenizer, kind: SftRecords) -> dict:
+        """Save the tokenizer with the template as chat_template; check the round trip."""
+        out = os.path.join(folder, "tokenizer")
+        tokenizer.chat_template = self.template.chat_template()
+        tokenizer.save_pretrained(out)
+        # transformers 4.51 keeps the template in chat_template.jinja; older
+        # readers (and other tools) look in tokenizer_config.json
+        config_path = os.path.join(out, "tokenizer_config.json")
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+        config["chat_template"] = tokenizer.chat_template
+        with open(config_path, "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=2, ensure_ascii=False)
+        same = round_trip_ok(tokenizer, kind, self.info)
+        if same is False:
+            log("warning: apply_chat_template on the exported tokenizer does not give the training ids "
+                "for this tokenizer (see manifest chat_template.round_trip)")
+        return {"chat_template": {"tokenizer_dir": "tokenizer", "template": self.template.name,
+                                  "llama_version": self.config.llama_version, "round_trip": same}}
+
+
+class _HFEncoder:
+    """`tok` as the plain HF call (the reference), for one-off checks."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
+def round_trip_ok(tokenizer, kind: SftRecords, info) -> bool | None:
+    """Does `apply_chat_template(messages, tokenize=True)` equal the training ids of a sample?
+
+    None when max_length is too small for even one turn of the sample.
+    """
+    contents = tuple(m["content"] for m in ROUND_TRIP_SAMPLE)
+    batch = kind.tokenize([(contents, False)], _HFEncoder(tokenizer), info)
+    if not batch.kept:
+        return None
+    kept = ROUND_TRIP_SAMPLE[: 2 * batch.stats["turns_kept"]]  # the turns that fit max_length
+    return tokenizer.apply_chat_template(kept, tokenize=True) == batch.ids.tolist()
+
+
+def prepare_sft_dataset(config: SftDataConfig) -> dict:
+    """Prepare SFT data (see `prepare.prepare_dataset`); returns the manifest."""
+    return prepare_dataset(config, SftJob(config))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(parse_sft_data_args, prepare_sft_dataset, argv)

@@ -116,3 +116,42 @@ def write_jsonl(path: str, records: list, raw_lines: list[bytes] | None = None) 
         for line in raw_lines or []:
             f.write(line + b"\n")
     return path
+
+
+SFT_SYSTEM = ("A chat between a curious human and an artificial intelligence assistant. "
+              "The assistant gives helpful, detailed, and polite answers to the human's questions.\n\n")
+SFT_SEPARATORS = {2: ("<s>", "</s>"), 3: ("<|begin_of_text|>", "<|eot_id|>")}
+
+
+def reference_sft(tokenizer, messages: list[dict], max_length: int, llama_version: int):
+    """Data-spec section 2, literally: binary search over turns re-tokenizing the prompt,
+    spans from the token counts of the prompt prefixes before each opening and
+    through each closing separator. Returns (ids, labels), or None when dropped."""
+    open_, close = SFT_SEPARATORS[llama_version]
+    roles = {"human": "Human", "assistant": "Assistant"}
+    msgs = [(roles[m["from"].lower()], m["content"]) for m in messages]
+    if len(msgs) % 2:
+        msgs = msgs[:-1]
+    tok = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+
+    def prompt(k: int) -> str:
+        return SFT_SYSTEM + "".join(role + ": " + open_ + content + close for role, content in msgs[:k])
+
+    lo, hi, turns = 1, len(msgs) // 2, 0
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        if len(tok(prompt(2 * mid))) <= max_length - 1:
+            turns, lo = mid, mid + 1
+        else:
+            hi = mid - 1
+    if turns == 0:
+        return None
+    ids = [tokenizer.bos_token_id] + tok(prompt(2 * turns))
+    labels = [IGNORE] * len(ids)
+    for k in range(1, 2 * turns, 2):  # assistant messages
+        start = 1 + len(tok(prompt(k) + "Assistant: "))  # the opening separator
+        end = 1 + len(tok(prompt(k + 1)))  # one past the closing separator
+        assert ids[start] == tokenizer.convert_tokens_to_ids(open_)
+        assert ids[end - 1] == tokenizer.convert_tokens_to_ids(close)
+        labels[start:end] = ids[start:end]
+    return ids, labels

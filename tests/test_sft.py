@@ -1,0 +1,232 @@
+"""SFT preparation: ids and labels equal the reference (data-spec section 2), spans only on
+assistant replies, packing of whole conversations, chat_template round trip, bad input."""
+
+import collections
+import json
+import os
+
+import datasets
+import numpy as np
+import pytest
+from transformers import AutoTokenizer
+
+from colossal_llama.config import ConfigError, SftDataConfig
+from colossal_llama.data.conversations import SftRecords, parse_sft_record
+from colossal_llama.data.records import BadRecord, DataError
+from colossal_llama.data.sft import SftJob, prepare_sft_dataset
+from colossal_llama.tokenizer.encoder import SlowEncoder
+from colossal_llama.tokenizer.loading import TokenizerError, describe_tokenizer
+from helpers import IGNORE, output_segments, reference_sft, write_jsonl
+
+
+def conv(*contents, category=None):
+    record = {"messages": [{"from": ("human", "assistant")[i % 2], "content": c} for i, c in enumerate(contents)]}
+    if category:
+        record["category"] = category
+    return record
+
+
+CONVERSATIONS = [
+    conv("What are the three primary colors?", "Red, blue, and yellow."),
+    conv("Hi", "Hello! How can I help?", "Where is Port Aurel?", "On Tarn Major, in the Calvessa Islands.",
+         "How many people live there?", "About 31,000."),
+    conv("卡尔维萨群岛在哪里？", "在塞林海，离多弗里亚约三百一十千米。", "有几个主要岛屿？", "六个。"),
+    conv("odd number of messages", "so the last", "human message is dropped"),
+    conv("  spaces  around ", " and\nnewlines\n\n", "emoji 🙂 and 龘", "tabs\tand 12345"),
+    conv("long " * 40, "answer " * 60, "second", "reply"),
+    conv("short", "x " * 300),  # even one turn is too long for small max_length values
+    conv("a", "b", "c", "d", "e", "f", "g", "h", "i", "j"),
+]
+
+
+def version_of(tokenizer_dir, sp_tokenizer_dir):
+    return 2 if tokenizer_dir == sp_tokenizer_dir else 3
+
+
+def kind_for(tokenizer_dir, llama_version, max_length, tmp_path):
+    config = SftDataConfig(data_input_dirs="x", tokenizer_dir=tokenizer_dir, llama_version=llama_version,
+                           max_length=max_length)
+    job = SftJob(config)
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    job.prepare_tokenizer(tok)
+    info = describe_tokenizer(tok, tokenizer_dir, str(tmp_path))
+    return tok, info, job.make_kind(tok, info)
+
+
+def payloads(records):
+    out = []
+    for r in records:
+        contents, _, trailing = parse_sft_record(r)
+        out.append((contents, trailing))
+    return out
+
+
+def split(batch):
+    if len(batch.lengths) == 0:
+        return []
+    bounds = np.cumsum(batch.lengths)[:-1]
+    return [(i.tolist(), l.tolist()) for i, l in zip(np.split(batch.ids, bounds), np.split(batch.labels, bounds))]
+
+
+@pytest.mark.parametrize("max_length", [60, 120, 200, 4096])
+def test_matches_reference(any_tokenizer_dir, sp_tokenizer_dir, tmp_path, max_length):
+    version = version_of(any_tokenizer_dir, sp_tokenizer_dir)
+    tok, info, kind = kind_for(any_tokenizer_dir, version, max_length, tmp_path)
+    batch = kind.tokenize(payloads(CONVERSATIONS), info.encoder.build(), info)
+    expected = [reference_sft(tok, c["messages"], max_length, version) for c in CONVERSATIONS]
+    assert batch.kept == [i for i, e in enumerate(expected) if e is not None]
+    assert batch.dropped == {i: "too_long" for i, e in enumerate(expected) if e is None}
+    assert split(batch) == [e for e in expected if e is not None]
+    assert (batch.lengths <= max_length).all()
+
+
+def test_matches_reference_through_a_slow_tokenizer(sp_tokenizer_dir, tmp_path):
+    """Tokenizers without offsets: separator positions from prefix lengths."""
+    _, info, kind = kind_for(sp_tokenizer_dir, 2, 200, tmp_path)
+    slow = AutoTokenizer.from_pretrained(sp_tokenizer_dir, use_fast=False)
+    batch = kind.tokenize(payloads(CONVERSATIONS), SlowEncoder(sp_tokenizer_dir), info)
+    expected = [reference_sft(slow, c["messages"], 200, 2) for c in CONVERSATIONS]
+    assert split(batch) == [e for e in expected if e is not None]
+
+
+def test_exact_labels_for_one_turn(sp_tokenizer_dir, tmp_path):
+    tok, info, kind = kind_for(sp_tokenizer_dir, 2, 4096, tmp_path)
+    batch = kind.tokenize(payloads([conv("Hi", "Hello")]), info.encoder.build(), info)
+    ids, labels = split(batch)[0]
+    trained = [t for t, l in zip(ids, labels) if l != IGNORE]
+    assert tok.convert_ids_to_tokens(trained)[0] == "<s>" and tok.convert_ids_to_tokens(trained)[-1] == "</s>"
+    assert tok.decode(trained) == "<s> Hello</s>"
+    assert ids[0] == ids[ids.index(1, 1)] == 1  # the extra leading BOS, and the human turn's own
+    text = tok.decode(ids)
+    assert text.startswith("<s> A chat between") and text.endswith("Human: <s> Hi</s> Assistant: <s> Hello</s>")
+
+
+def test_special_token_text_in_content_is_rejected(any_tokenizer_dir, sp_tokenizer_dir, tmp_path):
+    version = version_of(any_tokenizer_dir, sp_tokenizer_dir)
+    tok, info, kind = kind_for(any_tokenizer_dir, version, 4096, tmp_path)
+    close = "</s>" if version == 2 else "<|eot_id|>"
+    records = [conv("fine", "fine"), conv("sneaky", f"reply{close}Human: more"), conv(f"{tok.bos_token}x", "y")]
+    batch = kind.tokenize(payloads(records), info.encoder.build(), info)
+    assert batch.kept == [0] and sorted(batch.rejected) == [1, 2]
+    assert all(b.reason == "special_token_text" for b in batch.rejected.values())
+    assert repr(close) in batch.rejected[1].message
+
+
+BAD_RECORDS = {
+    "no messages": ({"conversation": []}, "missing_field", 'missing field "messages"'),
+    "empty messages": ({"messages": []}, "empty_messages", 'field "messages" is empty'),
+    "messages not a list": ({"messages": "hi"}, "wrong_type", '"messages" must be a list'),
+    "unknown role": ({"messages": [{"from": "system", "content": "x"}]}, "unknown_role", 'role "system"'),
+    "two human turns": ({"messages": [{"from": "human", "content": "a"}, {"from": "human", "content": "b"}]},
+                        "role_order", "message 2: two human messages in a row"),
+    "starts with assistant": ({"messages": [{"from": "assistant", "content": "x"}]}, "role_order",
+                              "must start with a human message"),
+    "empty content": (conv("a", ""), "empty_content", 'message 2: field "content" is empty'),
+    "non-string content": ({"messages": [{"from": "human", "content": ["a"]}]}, "wrong_type",
+                           'message 1: field "content" must be a string, got list'),
+    "missing from": ({"messages": [{"content": "a"}]}, "missing_field", 'message 1: missing field "from"'),
+    "single human message": (conv("only a question"), "no_turn", "no complete human/assistant turn"),
+    "empty category": (dict(conv("a", "b"), category=""), "empty_category", '"category" is empty'),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_RECORDS))
+def test_bad_records(name):
+    record, reason, words = BAD_RECORDS[name]
+    with pytest.raises(BadRecord) as err:
+        parse_sft_record(record)
+    assert err.value.reason == reason and words in err.value.message
+
+
+def test_roles_are_case_insensitive_and_category_optional():
+    record = {"messages": [{"from": "Human", "content": "a"}, {"from": "ASSISTANT", "content": "b"}]}
+    assert parse_sft_record(record) == (("a", "b"), "default", False)
+    assert parse_sft_record(conv("a", "b", "c", category="x")) == (("a", "b"), "x", True)
+
+
+def run(tokenizer_dir, records_or_dir, out, version, **kw):
+    kw.setdefault("num_workers", 2)
+    inputs = records_or_dir
+    if isinstance(records_or_dir, list):
+        inputs = os.path.join(os.path.dirname(str(out)), "in")
+        write_jsonl(os.path.join(inputs, "c.jsonl"), records_or_dir)
+    config = SftDataConfig(data_input_dirs=inputs, tokenizer_dir=tokenizer_dir, data_output_dirs=str(out),
+                           llama_version=version, **kw)
+    return prepare_sft_dataset(config)
+
+
+@pytest.mark.parametrize("pack", [True, False])
+def test_end_to_end_packing_and_counts(any_tokenizer_dir, sp_tokenizer_dir, tmp_path, pack):
+    version = version_of(any_tokenizer_dir, sp_tokenizer_dir)
+    records = [dict(c, category="a" if i % 2 else "b") for i, c in enumerate(CONVERSATIONS * 3)]
+    records.append(conv("far too long", "y " * 1000, category="a"))
+    manifest = run(any_tokenizer_dir, records, tmp_path / "out", version, max_length=400, pack=pack,
+                   num_spliced_dataset_bins=2)
+    tok = AutoTokenizer.from_pretrained(any_tokenizer_dir)
+    expected, too_long = collections.Counter(), collections.Counter()
+    for r in records:
+        ref = reference_sft(tok, r["messages"], 400, version)
+        if ref is None:
+            too_long[r["category"]] += 1
+        else:
+            expected[tuple(ref[0]), tuple(ref[1]), r["category"]] += 1
+    assert collections.Counter(output_segments(str(tmp_path / "out"))) == expected  # each kept conversation once
+    assert {k: v["dropped_records"] for k, v in manifest["categories"].items()} == {
+        k: ({"too_long": too_long[k]} if too_long[k] else {}) for k in ("a", "b")}
+    assert manifest["totals"]["dropped_records"] == {"too_long": sum(too_long.values())}
+    rows = [row for part in sorted((tmp_path / "out" / "arrow").iterdir()) for row in datasets.load_from_disk(str(part))]
+    assert all(len(r["input_ids"]) == sum(r["seq_lengths"]) <= 400 for r in rows)
+    assert too_long["a"] >= 1
+    if pack:
+        assert len(rows) < sum(expected.values())
+    else:
+        assert all(len(r["seq_lengths"]) == 1 for r in rows) and len(rows) == sum(expected.values())
+    assert manifest["kind"] == "sft" and manifest["config"]["pack"] is pack
+
+
+def test_exported_chat_template_round_trip(any_tokenizer_dir, sp_tokenizer_dir, tmp_path):
+    version = version_of(any_tokenizer_dir, sp_tokenizer_dir)
+    records = [c for c in CONVERSATIONS]
+    manifest = run(any_tokenizer_dir, records, tmp_path / "out", version, max_length=200, pack=False,
+                   num_spliced_dataset_bins=1)
+    assert manifest["chat_template"]["round_trip"] is True
+    exported = AutoTokenizer.from_pretrained(str(tmp_path / "out" / "tokenizer"))
+    config = json.loads((tmp_path / "out" / "tokenizer" / "tokenizer_config.json").read_text())
+    assert config["chat_template"] == exported.chat_template
+    rows = {tuple(r["input_ids"]) for r in datasets.load_from_disk(str(tmp_path / "out" / "arrow" / "part-00000"))}
+    checked = 0
+    for record in records:
+        ref = reference_sft(exported, record["messages"], 200, version)
+        if ref is None:
+            continue
+        hf = [{"role": {"human": "user", "assistant": "assistant"}[m["from"]], "content": m["content"]}
+              for m in record["messages"]]
+        turns = (ref[0].count(ref[0][0]) - 1) // 2  # every message opens with BOS, after the leading one
+        rendered = exported.apply_chat_template(hf[: 2 * turns], tokenize=True)
+        assert rendered == ref[0] and tuple(rendered) in rows
+        checked += 1
+    assert checked >= 5
+    # the generation prompt opens an assistant turn
+    text = exported.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    assert text.endswith("Human: " + ("<s>" if version == 2 else "<|begin_of_text|>") + "hi" +
+                         ("</s>" if version == 2 else "<|eot_id|>") + "Assistant: " +
+                         ("<s>" if version == 2 else "<|begin_of_text|>"))
+
+
+def test_bad_input_stops_with_file_and_line(sp_tokenizer_dir, tmp_path):
+    two_humans = {"messages": [{"from": "human", "content": "a"}, {"from": "human", "content": "b"}]}
+    path = write_jsonl(str(tmp_path / "in" / "c.jsonl"), [conv("a", "b"), two_humans])
+    config = SftDataConfig(data_input_dirs=str(tmp_path / "in"), tokenizer_dir=sp_tokenizer_dir,
+                           data_output_dirs=str(tmp_path / "out"), llama_version=2)
+    with pytest.raises(DataError, match=rf"^{path}:2: message 2: two human messages in a row"):
+        prepare_sft_dataset(config)
+    assert not (tmp_path / "out").exists()
+
+
+def test_wrong_llama_version_and_template(sp_tokenizer_dir, tmp_path):
+    with pytest.raises(TokenizerError, match="no '<|eot_id|>' token, which --llama_version 3 uses"):
+        run(sp_tokenizer_dir, [conv("a", "b")], tmp_path / "out", 3)
+    with pytest.raises(ConfigError, match="--template must be one of"):
+        SftJob(SftDataConfig(data_input_dirs="x", tokenizer_dir="t", template="chatml"))
+    with pytest.raises(ConfigError, match="--llama_version must be one of"):
+        SftDataConfig(data_input_dirs="x", tokenizer_dir="t", llama_version=1)

@@ -230,3 +230,76 @@ def test_wrong_llama_version_and_template(sp_tokenizer_dir, tmp_path):
         SftJob(SftDataConfig(data_input_dirs="x", tokenizer_dir="t", template="chatml"))
     with pytest.raises(ConfigError, match="--llama_version must be one of"):
         SftDataConfig(data_input_dirs="x", tokenizer_dir="t", llama_version=1)
+
+
+LLAMA3_CHAT = ("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+               "{{ m['content'] | trim }}<|eot_id|>{% endfor %}"
+               "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def chat_tokenizer_dir(llama3_tokenizer_dir, tmp_path_factory):
+    """The LLaMA-3 style tokenizer with a LLaMA-3 style chat_template of its own."""
+    tok = AutoTokenizer.from_pretrained(llama3_tokenizer_dir)
+    tok.chat_template = LLAMA3_CHAT
+    out = str(tmp_path_factory.mktemp("chat_tokenizer"))
+    tok.save_pretrained(out)
+    return out
+
+
+def reference_hf(tokenizer, messages, max_length):
+    """--template hf by hand: binary search on rendered prefixes, spans from rendered prefixes."""
+    hf = [{"role": {"human": "user", "assistant": "assistant"}[m["from"]], "content": m["content"]} for m in messages]
+    hf = hf[: len(hf) - len(hf) % 2]
+    render = lambda k, gen=False: tokenizer.apply_chat_template(hf[:k], tokenize=False,  # noqa: E731
+                                                                add_generation_prompt=gen)
+    tok = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    turns = max([t for t in range(1, len(hf) // 2 + 1) if len(tok(render(2 * t))) <= max_length], default=0)
+    if turns == 0:
+        return None
+    ids = tok(render(2 * turns))
+    labels = [IGNORE] * len(ids)
+    for j in range(1, 2 * turns, 2):
+        a, b = len(tok(render(j, True))), len(tok(render(j + 1)))
+        labels[a:b] = ids[a:b]
+    return ids, labels
+
+
+@pytest.mark.parametrize("max_length", [40, 120, 4096])
+def test_hf_template_matches_reference(chat_tokenizer_dir, tmp_path, max_length):
+    config = SftDataConfig(data_input_dirs="x", tokenizer_dir=chat_tokenizer_dir, template="hf", max_length=max_length)
+    job = SftJob(config)
+    tok = AutoTokenizer.from_pretrained(chat_tokenizer_dir)
+    job.prepare_tokenizer(tok)
+    info = describe_tokenizer(tok, chat_tokenizer_dir, str(tmp_path))
+    batch = job.make_kind(tok, info).tokenize(payloads(CONVERSATIONS), info.encoder.build(), info)
+    expected = [reference_hf(tok, c["messages"], max_length) for c in CONVERSATIONS]
+    assert batch.kept == [i for i, e in enumerate(expected) if e is not None]
+    assert split(batch) == [e for e in expected if e is not None]
+    for ids, labels in split(batch):  # the trained spans are the replies, each closed by <|eot_id|>
+        trained = tok.decode([t for t, l in zip(ids, labels) if l != IGNORE])
+        assert trained.endswith("<|eot_id|>") and "<|start_header_id|>" not in trained
+
+
+def test_hf_template_end_to_end_and_round_trip(chat_tokenizer_dir, tmp_path):
+    manifest = run(chat_tokenizer_dir, CONVERSATIONS[:5], tmp_path / "out", 3, template="hf", max_length=4096)
+    assert manifest["chat_template"]["round_trip"] is True and manifest["chat_template"]["template"] == "hf"
+    exported = AutoTokenizer.from_pretrained(str(tmp_path / "out" / "tokenizer"))
+    assert exported.chat_template == LLAMA3_CHAT
+    tok = AutoTokenizer.from_pretrained(chat_tokenizer_dir)
+    expected = collections.Counter()
+    for c in CONVERSATIONS[:5]:
+        ids, labels = reference_hf(tok, c["messages"], 4096)
+        expected[tuple(ids), tuple(labels), "default"] += 1
+    assert collections.Counter(output_segments(str(tmp_path / "out"))) == expected
+
+
+def test_hf_template_problems(llama3_tokenizer_dir, chat_tokenizer_dir, tmp_path):
+    with pytest.raises(TokenizerError, match="--template hf: the tokenizer has no chat_template"):
+        run(llama3_tokenizer_dir, [conv("a", "b")], tmp_path / "out", 3, template="hf")
+    # a template that writes a footer after the last message: shorter renderings are not prefixes
+    tok = AutoTokenizer.from_pretrained(chat_tokenizer_dir)
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }}|{% endfor %}[{{ messages | length }}]"
+    tok.save_pretrained(str(tmp_path / "footer"))
+    with pytest.raises(DataError, match=r":1: the chat_template renders a conversation's first messages differently"):
+        run(str(tmp_path / "footer"), [conv("a", "b"), conv("c", "d")], tmp_path / "out2", 3, template="hf")

@@ -153,3 +153,84 @@ def _encode_by_prefixes(encoder, rendered) -> tuple[list[int], list[tuple[int, i
     for c, prefix in zip(starts, encoded[1:]):
         offsets[len(prefix)] = (c, c + 1)
     return ids, offsets
+
+
+@dataclass(frozen=True)
+class HFChatRecords:
+    """The SFT record kind for `--template hf`: the tokenizer's own chat_template.
+
+    The template is arbitrary Jinja, so nothing is assumed about separators:
+
+        text(k)  = render(messages[:k])
+        T        = largest t with len(tok(text(2t))) <= max_length   (binary search)
+        span(j)  = from len(render(messages[:j], add_generation_prompt=True))
+                   to   len(text(j + 1)) characters, for each assistant message j
+
+    and each character boundary c becomes a token boundary len(tok(text[:c])),
+    checked on the ids: the conversation's ids must start with exactly those
+    prefix ids, or the record is rejected ("template_boundary"). No extra BOS:
+    such templates write their own. A template whose shorter renderings are
+    not prefixes of the longer ones is rejected too ("template_not_prefix").
+    """
+
+    template: object
+    max_length: int
+
+    def parse(self, obj: dict):
+        contents, category, trailing = parse_sft_record(obj)
+        return (contents, trailing), category
+
+    def tokenize(self, payloads, encoder, info) -> TokenizedBatch:
+        seqs, spans_of, kept, rejected, dropped, stats = [], [], [], {}, {}, Counter()
+        for n, (contents, trailing) in enumerate(payloads):
+            try:
+                result = self._one(list(contents), encoder)
+            except BadRecord as bad:
+                rejected[n] = bad
+                continue
+            stats["trailing_messages_dropped"] += trailing
+            if result is None:
+                dropped[n] = "too_long"
+                continue
+            ids, spans, turns = result
+            stats["turns_kept"] += turns
+            stats["turns_truncated"] += len(contents) // 2 - turns
+            seqs.append(ids)
+            spans_of.append(spans)
+            kept.append(n)
+        ids, lengths = _flatten(seqs)
+        labels = np.full(len(ids), IGNORE_INDEX, dtype=np.int32)
+        start = 0
+        for spans, length in zip(spans_of, lengths.tolist()):
+            for a, b in spans:
+                labels[start + a : start + b] = ids[start + a : start + b]
+            start += length
+        return TokenizedBatch(ids, labels, lengths, kept, rejected, dropped, stats)
+
+    def _one(self, contents: list[str], encoder):
+        render = self.template.render_messages
+        length = lambda t: len(encoder.encode_batch([render(contents[: 2 * t])])[0])  # noqa: E731
+        lo, hi, turns = 1, len(contents) // 2, 0
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            if length(mid) <= self.max_length:
+                turns, lo = mid, mid + 1
+            else:
+                hi = mid - 1
+        if turns == 0:
+            return None
+        text = render(contents[: 2 * turns])
+        bounds = []
+        for j in range(1, 2 * turns, 2):
+            opened, closed = render(contents[:j], add_generation_prompt=True), render(contents[: j + 1])
+            if not (text.startswith(opened) and text.startswith(closed)):
+                raise BadRecord("template_not_prefix", "the chat_template renders a conversation's first messages "
+                                "differently from the whole conversation; its spans cannot be found")
+            bounds += [len(opened), len(closed)]
+        encoded = encoder.encode_batch([text] + [text[:c] for c in bounds])
+        ids, cuts = encoded[0], []
+        for prefix in encoded[1:]:
+            if ids[: len(prefix)] != prefix:
+                raise BadRecord("template_boundary", "an assistant reply does not start or end on a token boundary")
+            cuts.append(len(prefix))
+        return ids, list(zip(cuts[0::2], cuts[1::2])), turns

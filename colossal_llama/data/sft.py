@@ -16,9 +16,9 @@ import json
 import os
 
 from colossal_llama.config import ConfigError, SftDataConfig, parse_sft_data_args
-from colossal_llama.data.conversations import SftRecords
+from colossal_llama.data.conversations import HFChatRecords, SftRecords
 from colossal_llama.data.prepare import log, prepare_dataset, run_cli
-from colossal_llama.data.templates import TEMPLATES
+from colossal_llama.data.templates import TEMPLATES, HFChatTemplate, HumanAssistantTemplate
 from colossal_llama.tokenizer.loading import TokenizerError
 
 ROUND_TRIP_SAMPLE = [  # short, so that it fits small max_length values too
@@ -58,18 +58,23 @@ class SftJob:
         if config.template not in TEMPLATES:
             raise ConfigError(f"--template must be one of {sorted(TEMPLATES)}, got {config.template!r}")
         self.config = config
-        self.template = TEMPLATES[config.template](config.llama_version)
 
     def prepare_tokenizer(self, tokenizer) -> None:
-        option = f"--llama_version {self.config.llama_version}"
-        self.separator_ids = tuple(ensure_separator(tokenizer, s, option)
-                                   for s in (self.template.open, self.template.close))
+        self.template = TEMPLATES[self.config.template](self.config.llama_version, tokenizer)
+        if isinstance(self.template, HumanAssistantTemplate):
+            option = f"--llama_version {self.config.llama_version}"
+            self.separator_ids = tuple(ensure_separator(tokenizer, s, option)
+                                       for s in (self.template.open, self.template.close))
+        else:
+            self.template.preload(tokenizer)  # forked workers render with the parent's tokenizer
 
-    def make_kind(self, tokenizer, info) -> SftRecords:
+    def make_kind(self, tokenizer, info):
         self.info = info
-        return SftRecords(self.template, self.config.max_length, self.separator_ids)
+        if isinstance(self.template, HumanAssistantTemplate):
+            return SftRecords(self.template, self.config.max_length, self.separator_ids)
+        return HFChatRecords(self.template, self.config.max_length)
 
-    def finish(self, folder: str, tokenizer, kind: SftRecords) -> dict:
+    def finish(self, folder: str, tokenizer, kind) -> dict:
         """Save the tokenizer with the template as chat_template; check the round trip."""
         out = os.path.join(folder, "tokenizer")
         tokenizer.chat_template = self.template.chat_template()
@@ -83,6 +88,8 @@ class SftJob:
         with open(config_path, "w", encoding="utf-8") as f:
             json.dump(config, f, indent=2, ensure_ascii=False)
         same = round_trip_ok(tokenizer, kind, self.info)
+        if isinstance(self.template, HFChatTemplate):
+            self.template.release()
         if same is False:
             log("warning: apply_chat_template on the exported tokenizer does not give the training ids "
                 "for this tokenizer (see manifest chat_template.round_trip)")
@@ -100,7 +107,7 @@ class _HFEncoder:
         return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
-def round_trip_ok(tokenizer, kind: SftRecords, info) -> bool | None:
+def round_trip_ok(tokenizer, kind, info) -> bool | None:
     """Does `apply_chat_template(messages, tokenize=True)` equal the training ids of a sample?
 
     None when max_length is too small for even one turn of the sample.

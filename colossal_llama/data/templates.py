@@ -14,6 +14,10 @@ template as Jinja for the tokenizer, so that
 `tokenizer.apply_chat_template(messages, tokenize=True)` gives exactly the
 training ids (the leading BOS comes from `{{ bos_token }}`).
 
+`--template hf` uses the tokenizer's own chat_template instead
+(`HFChatTemplate`); its spans are found by rendering prefixes of the
+conversation (see `conversations.HFChatRecords`).
+
 `TEMPLATES` maps `--template` names to constructors.
 """
 
@@ -88,4 +92,48 @@ def default_template(llama_version: int, tokenizer=None) -> HumanAssistantTempla
     return HumanAssistantTemplate(*SEPARATORS[llama_version])
 
 
-TEMPLATES = {"default": default_template}
+_LOADED: dict = {}  # per process: tokenizer folder -> HF tokenizer (forked workers inherit it)
+
+
+@dataclass(frozen=True)
+class HFChatTemplate:
+    """The tokenizer's own `chat_template` (`--template hf`), rendered by transformers.
+
+    Rendering needs the HF tokenizer; workers get it from the parent (forked)
+    or load it from `tokenizer_dir` (spawned).
+    """
+
+    tokenizer_dir: str
+    name: str = "hf"
+
+    def preload(self, tokenizer) -> None:
+        _LOADED[self.tokenizer_dir] = tokenizer
+
+    def release(self) -> None:
+        _LOADED.pop(self.tokenizer_dir, None)
+
+    def _tokenizer(self):
+        if self.tokenizer_dir not in _LOADED:
+            from transformers import AutoTokenizer
+
+            _LOADED[self.tokenizer_dir] = AutoTokenizer.from_pretrained(self.tokenizer_dir)
+        return _LOADED[self.tokenizer_dir]
+
+    def render_messages(self, contents: list[str], add_generation_prompt: bool = False) -> str:
+        messages = [{"role": ("user", "assistant")[i % 2], "content": c} for i, c in enumerate(contents)]
+        return self._tokenizer().apply_chat_template(messages, tokenize=False,
+                                                     add_generation_prompt=add_generation_prompt)
+
+    def chat_template(self) -> str:
+        return self._tokenizer().chat_template
+
+
+def hf_template(llama_version: int, tokenizer=None) -> HFChatTemplate:
+    if tokenizer is None or not tokenizer.chat_template:
+        from colossal_llama.tokenizer.loading import TokenizerError
+
+        raise TokenizerError("--template hf: the tokenizer has no chat_template")
+    return HFChatTemplate(str(tokenizer.name_or_path))
+
+
+TEMPLATES = {"default": default_template, "hf": hf_template}

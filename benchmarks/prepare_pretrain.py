@@ -33,48 +33,6 @@ REALDATA = os.path.join(os.path.dirname(REPO), "shared", "realdata")
 OLD_TOKENS_PER_S = 56_000
 
 
-def make_corpus(input_dir: str, repeat: int, out: str) -> int:
-    """`repeat` copies of every jsonl file of `input_dir`; returns bytes written."""
-    os.makedirs(out)
-    total = 0
-    for name in sorted(os.listdir(input_dir)):
-        if name.endswith((".jsonl", ".jsonl.gz")):
-            stem, ext = name.split(".", 1)
-            for i in range(repeat):
-                dst = os.path.join(out, f"{stem}_{i:02d}.{ext}")
-                shutil.copyfile(os.path.join(input_dir, name), dst)
-                total += os.path.getsize(dst)
-    return total
-
-
-def make_llama2_tokenizer(out: str) -> str:
-    from transformers import AutoTokenizer, LlamaTokenizer
-
-    model = os.path.join(REALDATA, "tokenizers", "llama2-tokenizer.model")
-    LlamaTokenizer(vocab_file=model, legacy=True).save_pretrained(out)
-    AutoTokenizer.from_pretrained(out).save_pretrained(out)  # with tokenizer.json, as HF LLaMA-2 folders ship
-    return out
-
-
-def run_once(command: list[str]) -> tuple[float, int, str]:
-    """Wall seconds, peak summed RSS of the process tree (bytes), stderr."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    root, peak = psutil.Process(proc.pid), 0
-    while proc.poll() is None:
-        try:
-            rss = root.memory_info().rss + sum(c.memory_info().rss for c in root.children(recursive=True))
-            peak = max(peak, rss)
-        except psutil.Error:
-            pass
-        time.sleep(0.1)
-    wall = time.perf_counter() - start
-    out, err = proc.communicate()
-    if proc.returncode != 0:
-        sys.exit(f"preparation failed ({proc.returncode}):\n{err}")
-    return wall, peak, err
-
-
 def fill_without_lightest_rows(out: str, max_length: int) -> float:
     """Fill of all rows except the lightest row of each category (the waste packing cannot avoid)."""
     import datasets

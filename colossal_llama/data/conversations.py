@@ -78,12 +78,13 @@ def parse_sft_record(obj: dict) -> tuple[tuple[str, ...], str, bool]:
     return tuple(contents), category, trailing
 
 
-def _separator_indices(ids, offsets, rendered, special: set[int]):
-    """Token index of every opening and closing separator, and special tokens found elsewhere."""
-    at_char = {}
-    for i, token in enumerate(ids):
-        if token in special:
-            at_char[offsets[i][0]] = i
+def _separator_indices(ids: np.ndarray, start_of, rendered, special: np.ndarray):
+    """Token index of every opening and closing separator, and special tokens found elsewhere.
+
+    `start_of(i)` is the character offset where token i starts; it is asked
+    only for the special tokens, which are few.
+    """
+    at_char = {start_of(i): i for i in np.flatnonzero(np.isin(ids, special)).tolist()}
     try:
         opens = [at_char.pop(c) for c in rendered.opens]
         closes = [at_char.pop(c) for c in rendered.closes]
@@ -107,14 +108,15 @@ class SftRecords:
     def tokenize(self, payloads, encoder, info) -> TokenizedBatch:
         rendered = [self.template.render(list(contents)) for contents, _ in payloads]
         if hasattr(encoder, "encode_with_offsets"):
-            encoded = encoder.encode_with_offsets([r.text for r in rendered])
+            encoded = [(e.ids, lambda i, e=e: e.token_to_chars(i)[0])
+                       for e in encoder.encode_with_offsets([r.text for r in rendered])]
         else:
             encoded = [_encode_by_prefixes(encoder, r) for r in rendered]
-        special = {i for i, _ in info.forbidden_tokens}
         names = dict(info.forbidden_tokens)
+        special = np.fromiter(names, dtype=np.int64, count=len(names))
         seqs, kept, rejected, dropped, stats = [], [], {}, {}, Counter()
-        for n, ((ids, offsets), r, (_, trailing)) in enumerate(zip(encoded, rendered, payloads)):
-            opens, closes, stray = _separator_indices(ids, offsets, r, special)
+        for n, ((ids, start_of), r, (_, trailing)) in enumerate(zip(encoded, rendered, payloads)):
+            opens, closes, stray = _separator_indices(np.asarray(ids), start_of, r, special)
             if stray:
                 rejected[n] = BadRecord("special_token_text", f"content holds the special token {names[ids[stray[0]]]!r};"
                                         " remove it: it would inject a control token")
@@ -139,20 +141,18 @@ class SftRecords:
         return TokenizedBatch(ids, labels, lengths, [n for n, _ in kept], rejected, dropped, stats)
 
 
-def _encode_by_prefixes(encoder, rendered) -> tuple[list[int], list[tuple[int, int]]]:
-    """(ids, offsets) for an encoder without offsets (slow tokenizers).
+def _encode_by_prefixes(encoder, rendered):
+    """(ids, start_of) for an encoder without offsets (slow tokenizers).
 
     The separator that starts at character c is token number len(tok(text[:c]))
     (the text before a special token is tokenized on its own), so separators
-    get their true offsets that way; other tokens get (-1, -1), which matches
-    no separator (a special token there is reported as stray).
+    get their true start that way; any other token gets -1, which matches no
+    separator (a special token there is reported as stray).
     """
     starts = sorted(set(rendered.opens) | set(rendered.closes))
     encoded = encoder.encode_batch([rendered.text] + [rendered.text[:c] for c in starts])
-    ids, offsets = encoded[0], [(-1, -1)] * len(encoded[0])
-    for c, prefix in zip(starts, encoded[1:]):
-        offsets[len(prefix)] = (c, c + 1)
-    return ids, offsets
+    start_at = {len(prefix): c for c, prefix in zip(starts, encoded[1:])}
+    return encoded[0], lambda i: start_at.get(i, -1)
 
 
 @dataclass(frozen=True)

@@ -36,17 +36,20 @@ def _fill(tokens: int, rows: int, max_length: int) -> float:
     return round(tokens / (rows * max_length), 6) if rows else 0.0
 
 
-def input_entries(paths: list[str], results: list[ChunkResult], chunk_paths: dict[int, str]) -> list[dict]:
-    per_file: dict[str, Counter] = {p: Counter() for p in paths}
+def input_files(paths: list[str]) -> list[dict]:
+    """Path, size and sha256 of every input file."""
+    return [{"path": p, "bytes": os.path.getsize(p), "sha256": file_sha256(p)} for p in paths]
+
+
+def count_per_input(files: list[dict], results: list[ChunkResult], chunk_paths: dict[int, str]) -> list[dict]:
+    """`files` with the lines, records and rejects read from each."""
+    per_file: dict[str, Counter] = {f["path"]: Counter(lines=0, records=0, rejected=0) for f in files}
     for r in results:
         c = per_file[chunk_paths[r.index]]
         c["lines"] += r.lines
         c["records"] += r.records
         c["rejected"] += sum(r.rejected.values())
-    return [
-        {"path": p, "bytes": os.path.getsize(p), "sha256": file_sha256(p), **{k: int(v) for k, v in per_file[p].items()}}
-        for p in paths
-    ]
+    return [{**f, **{k: int(v) for k, v in per_file[f["path"]].items()}} for f in files]
 
 
 def _category_entries(table: DocTable, parts: list[dict], results: list[ChunkResult], max_length: int) -> dict:

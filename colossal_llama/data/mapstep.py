@@ -100,11 +100,10 @@ def worker_pool(workers: int) -> ProcessPoolExecutor | None:
     On Linux the workers are forked: they inherit the imported modules and a
     preloaded encoder (spawned workers spend ~0.4 s each re-importing and
     re-reading the tokenizer, 10% of a whole run on the benchmark). Forking is
-    safe here because the parent has only encoded single strings, never a
-    batch, so the Rust tokenizer's thread pool was never started (and the
-    `tokenizers` library disables it in a child forked after it was); the
-    workers are started at once, before the parent starts any thread of its
-    own (progress bars). Elsewhere they are spawned.
+    safe here: the parent has only encoded single strings, and the
+    `tokenizers` library disables its thread pool in a child forked after the
+    parent used it; the workers are started at once, before the parent starts
+    any thread of its own (progress bars). Elsewhere they are spawned.
 
     A ProcessPoolExecutor rather than multiprocessing.Pool: when a worker is
     killed, the executor raises instead of waiting for it forever.
@@ -113,7 +112,17 @@ def worker_pool(workers: int) -> ProcessPoolExecutor | None:
         return None
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_init_worker)
-    pool.submit(os.getpid).result()  # with fork, the first task starts every worker
+    # set while forking: `tokenizers` then neither warns nor starts threads in the
+    # children, even if the parent's single-string encodes touched its thread pool
+    previous = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        pool.submit(os.getpid).result()  # with fork, the first task starts every worker
+    finally:
+        if previous is None:
+            del os.environ["TOKENIZERS_PARALLELISM"]
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = previous
     return pool
 
 
@@ -207,12 +216,14 @@ def map_chunk(chunk: InputChunk, settings: MapSettings) -> ChunkResult:
 
 
 def run_map(chunks: list[InputChunk], settings: MapSettings, pool: ProcessPoolExecutor | None = None,
-            on_done=None) -> list[ChunkResult]:
+            on_done=None, meanwhile=None) -> list[ChunkResult]:
     """Run `map_chunk` over all chunks, in `pool` or in this process; results in chunk order.
 
     Args:
         pool: from `worker_pool`, or None.
         on_done: called with each finished chunk (progress reporting).
+        meanwhile: work for the parent while the workers tokenize (it would
+            otherwise wait idle); run after the map when there is no pool.
     Raises:
         ChunkBadRecord: a bad record in `raise` mode (chunks not started yet are cancelled).
         WorkerDied: a worker process was killed.
@@ -222,6 +233,8 @@ def run_map(chunks: list[InputChunk], settings: MapSettings, pool: ProcessPoolEx
     else:
         futures = [pool.submit(map_chunk, chunk, settings) for chunk in chunks]
         results = (future.result() for future in as_completed(futures))
+        if meanwhile:
+            meanwhile()
     done = []
     try:
         for result in results:
@@ -235,4 +248,6 @@ def run_map(chunks: list[InputChunk], settings: MapSettings, pool: ProcessPoolEx
         if pool is not None:
             for future in futures:
                 future.cancel()
+    if pool is None and meanwhile:
+        meanwhile()
     return sorted(done, key=lambda r: r.index)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from colossal_llama.config import ConfigError, DataConfig
 from colossal_llama.data.buckets import SpillReader, load_doc_table, plan_category, write_buckets
-from colossal_llama.data.manifest import build_manifest, input_entries, summary_table
+from colossal_llama.data.manifest import build_manifest, count_per_input, input_files, summary_table
 from colossal_llama.data.mapstep import (ChunkBadRecord, MapSettings, WorkerDied, preload_encoder, release_encoder,
                                         run_map, spill_path, worker_pool)
 from colossal_llama.data.records import DataError, count_lines_before, discover_input_files, plan_chunks
@@ -59,11 +59,11 @@ def plan_input_chunks(paths: list[str], config: DataConfig) -> list:
     return plan_chunks(paths, max(MIN_CHUNK_BYTES, min(config.chunk_bytes, total // (4 * config.num_workers) + 1)))
 
 
-def map_inputs(chunks, settings: MapSettings, pool) -> list:
+def map_inputs(chunks, settings: MapSettings, pool, meanwhile=None) -> list:
     sizes = {c.index: (os.path.getsize(c.path) if c.end is None else c.end - c.start) for c in chunks}
     bar = tqdm(total=sum(sizes.values()), unit="B", unit_scale=True, desc="tokenize", file=sys.stderr, mininterval=0.5)
     try:
-        return run_map(chunks, settings, pool, on_done=lambda c: bar.update(sizes[c.index]))
+        return run_map(chunks, settings, pool, on_done=lambda c: bar.update(sizes[c.index]), meanwhile=meanwhile)
     except ChunkBadRecord as bad:
         line = count_lines_before(bad.path, bad.chunk_start) + bad.local_line
         raise DataError(f"{bad.path}:{line}: {bad.message} (use --on_error skip to skip bad records)") from None
@@ -103,12 +103,22 @@ def merge_rejected(spill: str, chunks, results, out_path: str) -> None:
                     out.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
 
-def _prepare_into(tmp: str, paths: list[str], chunks, pool, info, config, kind, kind_name: str) -> dict:
-    """Map, reduce and write into `tmp`; returns the manifest."""
+def _prepare_into(tmp: str, paths: list[str], chunks, pool, info, config, kind, job, tokenizer) -> dict:
+    """Map, reduce and write into `tmp`; returns the manifest.
+
+    The job's extra outputs (`job.finish`) and the hashing of the inputs are
+    done in the parent while the workers tokenize.
+    """
     spill = os.path.join(tmp, "_spill")
     settings = MapSettings(kind=kind, info=info, spill_dir=spill, on_error=config.on_error)
     started = time.perf_counter()
-    results = map_inputs(chunks, settings, pool)
+    extra: dict = {}
+
+    def meanwhile() -> None:
+        extra["inputs"] = input_files(paths)
+        extra["manifest"] = job.finish(tmp, tokenizer, kind)
+
+    results = map_inputs(chunks, settings, pool, meanwhile)
     mapped = time.perf_counter()
     empty = check_empty_files(paths, chunks, results, config.on_error)
     table = load_doc_table(spill, results)
@@ -122,10 +132,13 @@ def _prepare_into(tmp: str, paths: list[str], chunks, pool, info, config, kind, 
                       config.num_spliced_dataset_bins, config.seed, pack=getattr(config, "pack", True))
         for i, name in enumerate(table.names)
     ]
-    inputs = input_entries(paths, results, {c.index: c.path for c in chunks})
-    # what the rows depend on (not num_workers or chunking, which never change them)
-    identity = json.dumps([kind_name, info.fingerprint, [i["sha256"] for i in inputs], config.max_length,
-                           config.num_spliced_dataset_bins, config.seed])
+    inputs = count_per_input(extra["inputs"], results, {c.index: c.path for c in chunks})
+    # what the rows depend on: not the paths, the workers or the chunking, which never change them
+    settings_that_matter = {k: v for k, v in config.to_dict().items()
+                            if k not in ("data_input_dirs", "data_output_dirs", "tokenizer_dir", "num_workers",
+                                         "chunk_bytes", "overwrite", "on_error", "recursive")}
+    identity = json.dumps([job.name, info.fingerprint, [i["sha256"] for i in inputs], settings_that_matter],
+                          sort_keys=True)
     packed = time.perf_counter()
     bar = tqdm(total=sum(len(p.rows) for p in plans), unit="row", desc="write", file=sys.stderr, mininterval=0.5)
     parts = write_buckets(plans, reader, os.path.join(tmp, "arrow"), config.num_spliced_dataset_bins, config.seed,
@@ -135,7 +148,8 @@ def _prepare_into(tmp: str, paths: list[str], chunks, pool, info, config, kind, 
         merge_rejected(spill, chunks, results, os.path.join(tmp, "rejected.jsonl"))
     del reader
     shutil.rmtree(spill)
-    manifest = build_manifest(config, info, inputs, results, table, parts, empty, kind_name)
+    manifest = build_manifest(config, info, inputs, results, table, parts, empty, job.name)
+    manifest.update(extra["manifest"])
     log(f"time: tokenize {mapped - started:.2f} s, pack {packed - mapped:.2f} s, write {time.perf_counter() - packed:.2f} s")
     return manifest
 
@@ -176,12 +190,11 @@ def prepare_dataset(config: DataConfig, job) -> dict:
         try:
             log(f"{len(paths)} input file(s) in {len(chunks)} chunk(s); tokenizer {info.class_name}, "
                 f"vocab {info.vocab_size}")
-            manifest = _prepare_into(tmp, paths, chunks, pool, info, config, kind, job.name)
+            manifest = _prepare_into(tmp, paths, chunks, pool, info, config, kind, job, tokenizer)
         finally:
             release_encoder(info.encoder)
             if pool is not None:  # stopped before the clean-up below, so no worker writes into tmp any more
                 pool.shutdown(wait=True, cancel_futures=True)
-        manifest.update(job.finish(tmp, tokenizer, kind))
         with open(os.path.join(tmp, "manifest.json"), "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=2, ensure_ascii=False)
             f.write("\n")

@@ -45,9 +45,9 @@ class FastEncoder:
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self._encode(texts, add_special_tokens=False)]
 
-    def encode_with_offsets(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
-        """Ids and the (start, end) character offsets of every token."""
-        return [(e.ids, e.offsets) for e in self._tk.encode_batch(texts, add_special_tokens=False)]
+    def encode_with_offsets(self, texts: list[str]) -> list:
+        """`tokenizers.Encoding`s with character offsets (`.ids`, `.token_to_chars(i)`)."""
+        return self._tk.encode_batch(texts, add_special_tokens=False)
 
 
 class SlowEncoder:

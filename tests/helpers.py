@@ -14,6 +14,7 @@ import os
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_PRETRAIN = os.path.join(REPO, "applications", "quickstart", "data", "pretrain")
+SAMPLE_SFT = os.path.join(REPO, "applications", "quickstart", "data", "sft")
 REALDATA = os.path.join(os.path.dirname(REPO), "shared", "realdata")
 IGNORE = -100
 

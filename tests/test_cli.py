@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from colossal_llama.config import ConfigError, PretrainDataConfig, parse_pretrain_data_args, pretrain_data_parser
-from helpers import REPO, SAMPLE_PRETRAIN
+from colossal_llama.config import (ConfigError, PretrainDataConfig, parse_pretrain_data_args, parse_sft_data_args,
+                                   pretrain_data_parser, sft_data_parser)
+from helpers import REPO, SAMPLE_PRETRAIN, SAMPLE_SFT
 
 README = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
 
@@ -19,8 +20,9 @@ def readme_commands(script: str) -> list[list[str]]:
     return [shlex.split(m) for m in re.findall(rf"^ +python {re.escape(script)}(.*)$", README, re.M)]
 
 
-def test_readme_documents_every_flag():
-    for action in pretrain_data_parser()._actions:
+@pytest.mark.parametrize("parser", [pretrain_data_parser, sft_data_parser])
+def test_readme_documents_every_flag(parser):
+    for action in parser()._actions:
         for flag in action.option_strings:
             if flag.startswith("--") and flag != "--help":
                 assert f"`{flag}`" in README, f"{flag} is not documented in the README"
@@ -32,6 +34,23 @@ def test_readme_prepare_commands_parse():
     for argv in commands:
         config = parse_pretrain_data_args(argv)
         assert config.data_input_dirs == ["applications/quickstart/data/pretrain"]
+
+
+def test_readme_sft_commands_parse():
+    commands = readme_commands("prepare_sft_dataset.py")
+    assert commands
+    for argv in commands:
+        config = parse_sft_data_args(argv)
+        assert config.data_input_dirs == ["applications/quickstart/data/sft"] and config.llama_version == 2
+
+
+def test_old_sft_command_line_is_accepted():
+    config = parse_sft_data_args(["--data_input_dirs", "a,b", "--tokenizer_dir", "t", "--data_output_dirs", "o",
+                                  "--max_length", "2048", "--num_spliced_dataset_bins", "5", "--llama_version", "2"])
+    assert (config.max_length, config.num_spliced_dataset_bins, config.llama_version) == (2048, 5, 2)
+    defaults = parse_sft_data_args(["--data_input_dirs", "a", "--tokenizer_dir", "t"])
+    assert (defaults.llama_version, defaults.template, defaults.pack) == (3, "default", True)
+    assert parse_sft_data_args(["--data_input_dirs", "a", "--tokenizer_dir", "t", "--no-pack"]).pack is False
 
 
 def test_old_colossal_llama_command_line_is_accepted():
@@ -56,6 +75,17 @@ def test_invalid_settings(bad, words):
     kw = dict(data_input_dirs="a", tokenizer_dir="t") | bad
     with pytest.raises(ConfigError, match=words):
         PretrainDataConfig(**kw)
+
+
+def test_readme_sft_command_runs(sp_tokenizer_dir, tmp_path):
+    argv = readme_commands("prepare_sft_dataset.py")[0]
+    argv[argv.index("--tokenizer_dir") + 1] = sp_tokenizer_dir
+    argv[argv.index("--data_output_dirs") + 1] = str(tmp_path / "out")
+    done = subprocess.run([sys.executable, "prepare_sft_dataset.py", *argv], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^total +160 +0 ", done.stdout, re.M)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["kind"] == "sft" and manifest["chat_template"]["round_trip"] is True
 
 
 def test_readme_prepare_command_runs(sp_tokenizer_dir, tmp_path):
@@ -85,9 +115,8 @@ def test_shim_reports_bad_input(tmp_path):
     assert done.stderr.strip() == f"error: --data_input_dirs: folder {tmp_path / 'x'} does not exist"
 
 
-@pytest.mark.parametrize("script", ["train.py", "prepare_sft_dataset.py"])
-def test_placeholders_say_not_yet(script):
-    done = subprocess.run([sys.executable, script], cwd=REPO, capture_output=True, text=True)
+def test_train_placeholder_says_not_yet():
+    done = subprocess.run([sys.executable, "train.py"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 2
     assert "not yet implemented" in done.stderr
 
@@ -98,18 +127,22 @@ def test_demo_runs(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "$ " in done.stdout and "prepare_pretrain_dataset.py" in done.stdout
     assert re.search(r"^total +362 +0 ", done.stdout, re.M)
-    assert "documents [" in done.stdout
+    assert re.search(r"^total +160 +0 ", done.stdout, re.M)  # the SFT step
+    assert "--- document 1: tokens 0-" in done.stdout and "[[<s>" in done.stdout  # inspected rows, spans marked
     assert (tmp_path / "data" / "pretrain" / "manifest.json").exists()
+    assert (tmp_path / "data" / "sft" / "tokenizer" / "tokenizer_config.json").exists()
 
 
-def test_sample_data_regenerates_identically(tmp_path):
-    done = subprocess.run([sys.executable, "applications/quickstart/make_sample_data.py", "--out", str(tmp_path)],
+@pytest.mark.parametrize("script, folder", [("make_sample_data.py", SAMPLE_PRETRAIN),
+                                            ("make_sample_sft_data.py", SAMPLE_SFT)])
+def test_sample_data_regenerates_identically(tmp_path, script, folder):
+    done = subprocess.run([sys.executable, f"applications/quickstart/{script}", "--out", str(tmp_path)],
                           cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    names = sorted(os.listdir(SAMPLE_PRETRAIN))
+    names = sorted(os.listdir(folder))
     assert sorted(os.listdir(tmp_path)) == names
     for name in names:
-        assert (tmp_path / name).read_bytes() == open(os.path.join(SAMPLE_PRETRAIN, name), "rb").read(), name
+        assert (tmp_path / name).read_bytes() == open(os.path.join(folder, name), "rb").read(), name
 
 
 def test_sample_corpus_shape():

@@ -303,3 +303,31 @@ def test_hf_template_problems(llama3_tokenizer_dir, chat_tokenizer_dir, tmp_path
     tok.save_pretrained(str(tmp_path / "footer"))
     with pytest.raises(DataError, match=r":1: the chat_template renders a conversation's first messages differently"):
         run(str(tmp_path / "footer"), [conv("a", "b"), conv("c", "d")], tmp_path / "out2", 3, template="hf")
+
+
+def test_bundled_conversations_match_reference(any_tokenizer_dir, sp_tokenizer_dir, tmp_path):
+    from helpers import SAMPLE_SFT, read_jsonl
+
+    records = [r for name in sorted(os.listdir(SAMPLE_SFT)) for r in read_jsonl(os.path.join(SAMPLE_SFT, name))]
+    version = version_of(any_tokenizer_dir, sp_tokenizer_dir)
+    tok, info, kind = kind_for(any_tokenizer_dir, version, 256, tmp_path)
+    batch = kind.tokenize(payloads(records), info.encoder.build(), info)
+    expected = [reference_sft(tok, r["messages"], 256, version) for r in records]
+    assert split(batch) == [e for e in expected if e is not None]
+    assert batch.stats["turns_truncated"] > 0  # the sample has conversations longer than 256 tokens
+
+
+@pytest.mark.skipif(not os.path.isdir(__import__("helpers").REALDATA), reason="../shared/realdata is not present")
+def test_real_conversations_match_reference_with_llama2(tmp_path):
+    from transformers import LlamaTokenizer
+
+    from helpers import REALDATA, read_jsonl
+
+    tok_dir = str(tmp_path / "llama2")
+    LlamaTokenizer(vocab_file=f"{REALDATA}/tokenizers/llama2-tokenizer.model", legacy=True).save_pretrained(tok_dir)
+    records = read_jsonl(f"{REALDATA}/sft/dialogue_zh.jsonl")[::4] + read_jsonl(f"{REALDATA}/sft/seed_tasks_en.jsonl")[::4]
+    tok, info, kind = kind_for(tok_dir, 2, 512, tmp_path)
+    batch = kind.tokenize(payloads(records), info.encoder.build(), info)
+    expected = [reference_sft(tok, r["messages"], 512, 2) for r in records]
+    assert batch.kept == [i for i, e in enumerate(expected) if e is not None]
+    assert split(batch) == [e for e in expected if e is not None]

@@ -5,8 +5,9 @@
 Today it trains a small LLaMA-style tokenizer on the bundled bilingual corpus
 (applications/quickstart/data/pretrain), prepares that corpus into packed,
 bucketed Arrow shards with the real command line (prepare_pretrain_dataset.py),
-and prints the statistics and one packed row. Training stages join it as they
-land.
+prepares the bundled conversations (applications/quickstart/data/sft) with
+prepare_sft_dataset.py, and prints the statistics and a packed row of each,
+trained-on spans marked. Training stages join it as they land.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 DATA = os.path.join(HERE, "data", "pretrain")
+SFT_DATA = os.path.join(HERE, "data", "sft")
 
 
 def corpus_texts() -> list[str]:
@@ -38,21 +40,11 @@ def step(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
 
-def show_row(part: str, tokenizer_dir: str) -> None:
-    import datasets
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    row = datasets.load_from_disk(part)[0]
-    print(f"row 0 of {part}: category {row['category']}, {len(row['input_ids'])} tokens, "
-          f"documents {row['seq_lengths']}")
-    start = 0
-    for n in row["seq_lengths"][:3]:
-        ids, labels = row["input_ids"][start : start + n], row["labels"][start : start + n]
-        masked = sum(x == -100 for x in labels)
-        text = tok.decode(ids)
-        print(f"  [{n} tokens, {masked} masked] {text[:110]!r}{'...' if len(text) > 110 else ''}")
-        start += n
+def run(command: list[str]) -> None:
+    """Run one of the project's commands as a user would, showing it first."""
+    shown = [os.path.relpath(c, REPO) if c.startswith(REPO) else c for c in command]
+    print("$ " + " ".join(["python"] + shown[1:]), flush=True)
+    subprocess.run(command, check=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     tokenizer_dir = os.path.join(args.run_dir, "tokenizer")
     data_dir = os.path.join(args.run_dir, "data", "pretrain")
+    sft_dir = os.path.join(args.run_dir, "data", "sft")
 
     step("1. tokenizer: SentencePiece BPE with byte fallback, trained on the bundled corpus")
     if not os.path.exists(os.path.join(tokenizer_dir, "tokenizer.json")):
@@ -69,16 +62,24 @@ def main(argv: list[str] | None = None) -> int:
         train_llama_tokenizer(corpus_texts(), tokenizer_dir, vocab_size=2000)
     print(f"tokenizer in {tokenizer_dir}")
 
-    step("2. data: prepare_pretrain_dataset.py on the bundled corpus")
-    command = [sys.executable, os.path.join(REPO, "prepare_pretrain_dataset.py"),
-               "--data_input_dirs", DATA, "--tokenizer_dir", tokenizer_dir, "--data_output_dirs", data_dir,
-               "--max_length", "512", "--num_spliced_dataset_bins", "4", "--overwrite"]
-    print("$ " + " ".join(os.path.relpath(c, REPO) if c.startswith(REPO) else c for c in command), flush=True)
-    subprocess.run(command, check=True)
+    step("2. pretraining data: prepare_pretrain_dataset.py on the bundled corpus")
+    run([sys.executable, os.path.join(REPO, "prepare_pretrain_dataset.py"), "--data_input_dirs", DATA,
+         "--tokenizer_dir", tokenizer_dir, "--data_output_dirs", data_dir, "--max_length", "512",
+         "--num_spliced_dataset_bins", "4", "--overwrite"])
 
-    step("3. a packed row (documents kept apart by seq_lengths)")
-    show_row(os.path.join(data_dir, "arrow", "part-00000"), tokenizer_dir)
-    print(f"\nmanifest: {os.path.join(data_dir, 'manifest.json')}")
+    step("3. a packed pretraining row: documents kept apart by seq_lengths, trained-on tokens marked")
+    run([sys.executable, "-m", "colossal_llama.data.inspect", os.path.join(data_dir, "arrow", "part-00000"),
+         "--index", "0"])
+
+    step("4. SFT data: prepare_sft_dataset.py on the bundled conversations")
+    run([sys.executable, os.path.join(REPO, "prepare_sft_dataset.py"), "--data_input_dirs", SFT_DATA,
+         "--tokenizer_dir", tokenizer_dir, "--data_output_dirs", sft_dir, "--llama_version", "2",
+         "--max_length", "512", "--num_spliced_dataset_bins", "2", "--overwrite"])
+
+    step("5. a packed SFT row: only the assistant replies are trained on")
+    run([sys.executable, "-m", "colossal_llama.data.inspect", os.path.join(sft_dir, "arrow", "part-00000"),
+         "--index", "0"])
+    print(f"\noutputs under {args.run_dir}")
     return 0
 
 

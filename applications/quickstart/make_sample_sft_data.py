@@ -18,7 +18,8 @@ assistant, ... and ends with an assistant reply):
                        list, translate into Chinese, classify)
 
 Some conversations hold a long reply (600+ characters) after a short first turn,
-so that they need truncation at a max length of 256 tokens.
+so that they need truncation at a max length of 256 tokens; first turns are kept
+short so that truncation keeps at least one turn instead of dropping the record.
 
 Run it from the repository root:
 
@@ -915,8 +916,8 @@ NOTE = {
                  "Sign it {me}.",
                  "Can you draft a quick note for {rel}, {name}? I'm away {when} and need {obj} to {favour}. "
                  "My name is {me}."],
-           "note": "Hi {name},\n\nI will be away {when}. Could you please {favour} while I am gone? "
-                   "Thank you so much!\n\nBest wishes,\n{me}",
+           "note": "Hi {name},\n\nI will be away {when}. Could you please {favour} while I am gone?\n\n"
+                   "Many thanks,\n{me}",
            "short_q": ["Can you make it shorter?", "That's a bit long. Shorter, please."],
            "short": "Hi {name}, I'm away {when}. Could you {favour}? Thanks a lot! {me}",
            "formal_q": ["Now make it more formal.", "Could you write a more formal version?"],
@@ -1057,8 +1058,8 @@ def town_summaries(rng: random.Random) -> list:
 def animal_summaries() -> list:
     return [(f"The {a['name']['en']} is {a['kind']['en']}. It is found only in {a['range']['en']}. An adult "
              f"{a['size']['en']}, and it feeds on {a['diet']['en']}.",
-             f"The {a['name']['en']} is {a['kind']['en']} that lives only in {a['range']['en']} and feeds on "
-             f"{a['diet']['en']}.") for a in FACTS["animals"].values()]
+             f"The {a['name']['en']} is {a['kind']['en']} that lives only in {a['range']['en']}.")
+            for a in FACTS["animals"].values()]
 
 
 def river_summaries(rng: random.Random) -> list:
@@ -1153,6 +1154,7 @@ def instruct_classify(rng: random.Random) -> list:
     nums = rng.sample(range(10, 100), 5)
     out.append(("Classify each number as even or odd: " + ", ".join(map(str, nums)) + ".",
                 "\n".join(f"{n}: {'even' if n % 2 == 0 else 'odd'}" for n in nums)))
+    assert len(out) == INSTRUCT_PARTS["classify"]
     return out
 
 

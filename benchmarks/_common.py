@@ -29,12 +29,11 @@ def make_corpus(input_dir: str, repeat: int, out: str) -> int:
 
 
 def make_llama2_tokenizer(out: str) -> str:
-    from transformers import AutoTokenizer, LlamaTokenizer
+    """An HF folder like LLaMA-2's own: tokenizer.model, tokenizer.json, no add_prefix_space key."""
+    from colossal_llama.tokenizer.train import save_llama_tokenizer
 
-    model = os.path.join(REALDATA, "tokenizers", "llama2-tokenizer.model")
-    LlamaTokenizer(vocab_file=model, legacy=True).save_pretrained(out)
-    AutoTokenizer.from_pretrained(out).save_pretrained(out)  # with tokenizer.json, as HF LLaMA-2 folders ship
-    return out
+    with open(os.path.join(REALDATA, "tokenizers", "llama2-tokenizer.model"), "rb") as f:
+        return save_llama_tokenizer(f.read(), out)
 
 
 def run_once(command: list[str]) -> tuple[float, int, str]:

@@ -78,7 +78,26 @@ def save_llama_tokenizer(model_proto: bytes, out_dir: str) -> str:
     # explicitly only silences transformers' warning about the choice.
     LlamaTokenizer(vocab_file=model_path, legacy=True).save_pretrained(out_dir)
     AutoTokenizer.from_pretrained(out_dir).save_pretrained(out_dir)  # adds tokenizer.json
+    drop_add_prefix_space(out_dir)
     return out_dir
+
+
+def drop_add_prefix_space(tokenizer_dir: str) -> None:
+    """Remove `add_prefix_space` from tokenizer_config.json, as LLaMA-2's own folders have it.
+
+    The slow LlamaTokenizer writes the key; with it present, LlamaTokenizerFast
+    rebuilds itself from the SentencePiece model on every load (0.5 s for
+    32,000 pieces) instead of reading tokenizer.json, which that same
+    conversion already produced.
+    """
+    import json
+
+    path = os.path.join(tokenizer_dir, "tokenizer_config.json")
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+    if config.pop("add_prefix_space", None) is not None:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=2, ensure_ascii=False)
 
 
 def train_llama_tokenizer(texts: Iterable[str], out_dir: str, vocab_size: int,

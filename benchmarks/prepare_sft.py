@@ -4,8 +4,9 @@
 
 Runs the real command line (prepare_sft_dataset.py) in a subprocess and times
 the whole run. Fill is the non-padding share of the row capacity (tokens /
-(rows * max_length)), with packing on (default) and off (one conversation per
-row, as the old script stored them).
+(rows * max_length)), with packing on (default: rows hold one category each,
+here one per source file), off (one conversation per row, as the old script
+stored them), and on with `--category sft` (all conversations in one category).
 
 Reference figures of the old Colossal-LLaMA script on the same 10x corpus, 2
 cores (../shared/realdata/README.md): 65 s, about 17,000 tokens/s; one
@@ -43,13 +44,14 @@ def main(argv: list[str] | None = None) -> int:
         corpus_bytes = make_corpus(args.input_dir, args.repeat, os.path.join(work, "corpus"))
         tokenizer_dir = args.tokenizer_dir or make_llama2_tokenizer(os.path.join(work, "tokenizer"))
         results = {}
-        for pack in ("--pack", "--no-pack"):
-            out = os.path.join(work, "out" + pack)
+        variants = {"--pack": ["--pack"], "--no-pack": ["--no-pack"], "--category sft": ["--category", "sft"]}
+        for pack, flags in variants.items():
+            out = os.path.join(work, "out" + flags[0])
             command = [sys.executable, os.path.join(REPO, "prepare_sft_dataset.py"),
                        "--data_input_dirs", os.path.join(work, "corpus"), "--tokenizer_dir", tokenizer_dir,
                        "--data_output_dirs", out, "--max_length", str(args.max_length),
                        "--llama_version", str(args.llama_version), "--num_workers", str(args.num_workers),
-                       "--overwrite", pack]
+                       "--overwrite", *flags]
             runs = [run_once(command) for _ in range(args.runs if pack == "--pack" else 1)]
             with open(os.path.join(out, "manifest.json"), encoding="utf-8") as f:
                 results[pack] = (runs, json.load(f))
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
           f"turns kept {t.get('turns_kept', 0):,}, cut by max_length {t.get('turns_truncated', 0):,}")
     for pack, (_, m) in results.items():
         per_category = ", ".join(f"{k} {v['fill']:.1%} ({v['rows']:,} rows)" for k, v in m["categories"].items())
-        print(f"fill {pack:<12} {m['totals']['fill']:.2%} over {m['totals']['rows']:,} rows; {per_category}")
+        print(f"fill {pack:<14} {m['totals']['fill']:.2%} over {m['totals']['rows']:,} rows; {per_category}")
     print(f"peak memory       {max(m for _, m, _ in runs) / 2**20:,.0f} MiB (process + workers, summed RSS)")
     return 0
 

@@ -100,8 +100,15 @@ class SftDataConfig(DataConfig):
     pack: bool = True
     """Pack several conversations into a row (kept apart by seq_lengths); off: one per row."""
 
+    category: str | None = None
+    """File every conversation under this category, whatever its record says. Rows
+    hold one category each, so one category packs tightest (long conversations
+    of one source can share rows with short ones of another)."""
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.category == "":
+            raise ConfigError("--category must not be empty")
         if self.llama_version not in LLAMA_VERSIONS:
             raise ConfigError(f"--llama_version must be one of {LLAMA_VERSIONS}, got {self.llama_version}")
 
@@ -156,6 +163,7 @@ def sft_data_parser() -> argparse.ArgumentParser:
     p.add_argument("--llama_version", type=int, choices=LLAMA_VERSIONS, default=3, help=h("llama_version"))
     p.add_argument("--template", default="default", help=h("template"))
     p.add_argument("--pack", action=argparse.BooleanOptionalAction, default=True, help=h("pack"))
+    p.add_argument("--category", default=None, help=h("category"))
     return p
 
 

@@ -331,3 +331,21 @@ def test_real_conversations_match_reference_with_llama2(tmp_path):
     expected = [reference_sft(tok, r["messages"], 512, 2) for r in records]
     assert batch.kept == [i for i, e in enumerate(expected) if e is not None]
     assert split(batch) == [e for e in expected if e is not None]
+
+
+def test_category_override_packs_sources_together(sp_tokenizer_dir, tmp_path):
+    tok = AutoTokenizer.from_pretrained(sp_tokenizer_dir)
+    long, short = conv("tell me more " * 10, "here is more " * 20), conv("q", "a")
+    long_len, short_len = (len(reference_sft(tok, c["messages"], 4096, 2)[0]) for c in (long, short))
+    max_length = long_len + short_len  # a long conversation leaves room for exactly one short one
+    records = [dict(long, category="dialogue")] * 6 + [dict(short, category="short")] * 30
+    own = run(sp_tokenizer_dir, records, tmp_path / "own", 2, max_length=max_length, num_spliced_dataset_bins=1)
+    one = run(sp_tokenizer_dir, records, tmp_path / "one", 2, max_length=max_length, num_spliced_dataset_bins=1,
+              category="sft")
+    assert sorted(own["categories"]) == ["dialogue", "short"] and sorted(one["categories"]) == ["sft"]
+    assert one["totals"]["tokens_out"] == own["totals"]["tokens_out"] == 6 * long_len + 30 * short_len
+    per_row = max_length // short_len
+    assert own["totals"]["rows"] == 6 + -(-30 // per_row)
+    assert one["totals"]["rows"] == 6 + -(-24 // per_row)  # six short ones fill the long ones' rows
+    with pytest.raises(ConfigError, match="--category must not be empty"):
+        SftDataConfig(data_input_dirs="x", tokenizer_dir="t", category="")

@@ -100,10 +100,12 @@ class SftRecords:
     template: object
     max_length: int
     separator_ids: tuple[int, int]
+    category: str | None = None
+    """Overrides every record's category (`--category`)."""
 
     def parse(self, obj: dict):
         contents, category, trailing = parse_sft_record(obj)
-        return (contents, trailing), category
+        return (contents, trailing), self.category or category
 
     def tokenize(self, payloads, encoder, info) -> TokenizedBatch:
         rendered = [self.template.render(list(contents)) for contents, _ in payloads]
@@ -175,10 +177,12 @@ class HFChatRecords:
 
     template: object
     max_length: int
+    category: str | None = None
+    """Overrides every record's category (`--category`)."""
 
     def parse(self, obj: dict):
         contents, category, trailing = parse_sft_record(obj)
-        return (contents, trailing), category
+        return (contents, trailing), self.category or category
 
     def tokenize(self, payloads, encoder, info) -> TokenizedBatch:
         seqs, spans_of, kept, rejected, dropped, stats = [], [], [], {}, {}, Counter()

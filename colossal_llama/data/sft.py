@@ -71,8 +71,8 @@ class SftJob:
     def make_kind(self, tokenizer, info):
         self.info = info
         if isinstance(self.template, HumanAssistantTemplate):
-            return SftRecords(self.template, self.config.max_length, self.separator_ids)
-        return HFChatRecords(self.template, self.config.max_length)
+            return SftRecords(self.template, self.config.max_length, self.separator_ids, self.config.category)
+        return HFChatRecords(self.template, self.config.max_length, self.config.category)
 
     def finish(self, folder: str, tokenizer, kind) -> dict:
         """Save the tokenizer with the template as chat_template; check the round trip."""

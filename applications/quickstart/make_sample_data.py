@@ -1278,16 +1278,22 @@ def write_all(out: Path, data: dict[str, list[dict]]) -> list[tuple[str, int]]:
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Generate the bilingual quickstart pretraining sample data.")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
+def generator_cli(argv, description: str, default_out: Path, build_data, write_data, unit: str) -> int:
+    """The command line shared by the sample-data generators: --out, --seed, a count per file."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, default=default_out, help=f"output folder (default: {default_out})")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     args = parser.parse_args(argv)
-    written = write_all(args.out, build(args.seed))
+    written = write_data(args.out, build_data(args.seed))
     for name, count in written:
         print(f"{count:4d}  {args.out / name}")
-    print(f"{sum(c for _, c in written):4d}  records in total")
+    print(f"{sum(c for _, c in written):4d}  {unit} in total")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return generator_cli(argv, "Generate the bilingual quickstart pretraining sample data.", DEFAULT_OUT, build,
+                         write_all, "records")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ give byte-identical files.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
@@ -1215,15 +1214,8 @@ def write_all(out: Path, data: dict[str, list[dict]]) -> list[tuple[str, int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Generate the bilingual quickstart SFT sample data.")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    args = parser.parse_args(argv)
-    written = write_all(args.out, build(args.seed))
-    for name, count in written:
-        print(f"{count:4d}  {args.out / name}")
-    print(f"{sum(c for _, c in written):4d}  conversations in total")
-    return 0
+    return base.generator_cli(argv, "Generate the bilingual quickstart SFT sample data.", DEFAULT_OUT, build,
+                              write_all, "conversations")
 
 
 if __name__ == "__main__":

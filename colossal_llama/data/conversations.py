@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from colossal_llama.data.records import BadRecord, require_str
-from colossal_llama.data.tokenize import IGNORE_INDEX, TokenizedBatch, _flatten
+from colossal_llama.data.tokenize import TokenizedBatch, flatten_ids, label_spans
 
 ROLES = ("human", "assistant")
 DEFAULT_CATEGORY = "default"
@@ -99,7 +99,6 @@ class SftRecords:
 
     template: object
     max_length: int
-    separator_ids: tuple[int, int]
     category: str | None = None
     """Overrides every record's category (`--category`)."""
 
@@ -133,13 +132,8 @@ class SftRecords:
             stats["turns_truncated"] += len(turn_lengths) - turns
             seqs.append([info.bos_id] + list(ids[: turn_lengths[turns - 1]]))
             kept.append((n, [(opens[j] + 1, closes[j] + 2) for j in range(1, 2 * turns, 2)]))
-        ids, lengths = _flatten(seqs)
-        labels = np.full(len(ids), IGNORE_INDEX, dtype=np.int32)
-        start = 0
-        for (_, spans), length in zip(kept, lengths.tolist()):
-            for a, b in spans:
-                labels[start + a : start + b] = ids[start + a : start + b]
-            start += length
+        ids, lengths = flatten_ids(seqs)
+        labels = label_spans(ids, lengths, [spans for _, spans in kept])
         return TokenizedBatch(ids, labels, lengths, [n for n, _ in kept], rejected, dropped, stats)
 
 
@@ -202,14 +196,8 @@ class HFChatRecords:
             seqs.append(ids)
             spans_of.append(spans)
             kept.append(n)
-        ids, lengths = _flatten(seqs)
-        labels = np.full(len(ids), IGNORE_INDEX, dtype=np.int32)
-        start = 0
-        for spans, length in zip(spans_of, lengths.tolist()):
-            for a, b in spans:
-                labels[start + a : start + b] = ids[start + a : start + b]
-            start += length
-        return TokenizedBatch(ids, labels, lengths, kept, rejected, dropped, stats)
+        ids, lengths = flatten_ids(seqs)
+        return TokenizedBatch(ids, label_spans(ids, lengths, spans_of), lengths, kept, rejected, dropped, stats)
 
     def _one(self, contents: list[str], encoder):
         render = self.template.render_messages

@@ -63,15 +63,15 @@ class SftJob:
         self.template = TEMPLATES[self.config.template](self.config.llama_version, tokenizer)
         if isinstance(self.template, HumanAssistantTemplate):
             option = f"--llama_version {self.config.llama_version}"
-            self.separator_ids = tuple(ensure_separator(tokenizer, s, option)
-                                       for s in (self.template.open, self.template.close))
+            for separator in (self.template.open, self.template.close):
+                ensure_separator(tokenizer, separator, option)
         else:
             self.template.preload(tokenizer)  # forked workers render with the parent's tokenizer
 
     def make_kind(self, tokenizer, info):
         self.info = info
         if isinstance(self.template, HumanAssistantTemplate):
-            return SftRecords(self.template, self.config.max_length, self.separator_ids, self.config.category)
+            return SftRecords(self.template, self.config.max_length, self.config.category)
         return HFChatRecords(self.template, self.config.max_length, self.config.category)
 
     def finish(self, folder: str, tokenizer, kind) -> dict:

@@ -48,7 +48,7 @@ class TokenizedBatch:
     """Other counts for the manifest (SFT: turns kept and truncated)."""
 
 
-def _flatten(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+def flatten_ids(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
     flat = np.fromiter(chain.from_iterable(seqs), dtype=np.int32, count=int(lengths.sum()))
     return flat, lengths
@@ -85,6 +85,21 @@ def check_document_markers(ids: np.ndarray, lengths: np.ndarray, info) -> dict[i
     return bad
 
 
+def label_spans(ids: np.ndarray, lengths: np.ndarray, spans_per_doc: list[list[tuple[int, int]]]) -> np.ndarray:
+    """labels = -100 everywhere except the [a, b) spans of each document, which carry the ids.
+
+        ids    [d0 d0 d0 d0 | d1 d1 d1]   spans [[(2, 4)], [(0, 1)]]
+        labels [-100 -100 d0 d0 | d1 -100 -100]
+    """
+    labels = np.full(len(ids), IGNORE_INDEX, dtype=np.int32)
+    start = 0
+    for spans, length in zip(spans_per_doc, lengths.tolist()):
+        for a, b in spans:
+            labels[start + a : start + b] = ids[start + a : start + b]
+        start += length
+    return labels
+
+
 def mask_prefixes(ids: np.ndarray, lengths: np.ndarray, mask_lengths: np.ndarray) -> np.ndarray:
     """labels = ids with the first `mask_lengths[d]` tokens of every document d set to -100."""
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
@@ -114,7 +129,7 @@ def tokenize_pretrain_batch(records: list[tuple[str, str]], encoder, info) -> To
     sources = list(dict.fromkeys(source for source, _ in records if source))
     texts = [bos + source + target + eos for source, target in records]
     encoded = encoder.encode_batch(texts + [bos + source for source in sources])
-    ids, lengths = _flatten(encoded[: len(records)])
+    ids, lengths = flatten_ids(encoded[: len(records)])
     prefix_length = {source: len(e) for source, e in zip(sources, encoded[len(records) :])}
     mask_lengths = np.fromiter((prefix_length.get(source, 0) for source, _ in records), dtype=np.int64,
                                count=len(records))

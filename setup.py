@@ -33,6 +33,9 @@ setup(
     entry_points={
         "console_scripts": [
             "colossal-llama-prepare-pretrain=colossal_llama.data.pretrain:main",
+            "colossal-llama-prepare-sft=colossal_llama.data.sft:main",
+            "colossal-llama-inspect=colossal_llama.data.inspect:main",
+            "colossal-llama-expand-tokenizer=colossal_llama.tokenizer.init_tokenizer:main",
         ]
     },
 )

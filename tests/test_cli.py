@@ -11,6 +11,7 @@ import pytest
 
 from colossal_llama.config import (ConfigError, PretrainDataConfig, parse_pretrain_data_args, parse_sft_data_args,
                                    pretrain_data_parser, sft_data_parser)
+from colossal_llama.tokenizer.init_tokenizer import parser as expansion_parser
 from helpers import REPO, SAMPLE_PRETRAIN, SAMPLE_SFT
 
 README = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
@@ -20,7 +21,7 @@ def readme_commands(script: str) -> list[list[str]]:
     return [shlex.split(m) for m in re.findall(rf"^ +python {re.escape(script)}(.*)$", README, re.M)]
 
 
-@pytest.mark.parametrize("parser", [pretrain_data_parser, sft_data_parser])
+@pytest.mark.parametrize("parser", [pretrain_data_parser, sft_data_parser, expansion_parser])
 def test_readme_documents_every_flag(parser):
     for action in parser()._actions:
         for flag in action.option_strings:
@@ -154,3 +155,17 @@ def test_sample_corpus_shape():
     assert sum(r["source"] != "" for r in records) >= 50  # some records carry a masked source
     text = "".join(r["target"] for r in records)
     assert re.search(r"[\u4e00-\u9fff]", text) and re.search(r"[A-Za-z]{4}", text)  # Chinese and English
+
+
+def test_readme_expand_command_runs(sp_tokenizer_dir, tmp_path):
+    line = re.search(r"^ +(python -m colossal_llama.tokenizer.init_tokenizer .*)$", README, re.M).group(1)
+    argv = shlex.split(line)[3:]
+    argv[argv.index("--source_tokenizer_dir") + 1] = sp_tokenizer_dir
+    argv[argv.index("--target_tokenizer_dir") + 1] = str(tmp_path / "out")
+    pieces = tmp_path / "pieces.jsonl"
+    pieces.write_text('{"piece": "群岛"}\n', encoding="utf-8")
+    argv[argv.index("--expand_tokens_file") + 1] = str(pieces)
+    done = subprocess.run([sys.executable, "-m", "colossal_llama.tokenizer.init_tokenizer", *argv], cwd=REPO,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "vocabulary 1,000 -> 1,001: 1 pieces added" in done.stdout

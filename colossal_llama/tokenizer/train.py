@@ -35,10 +35,11 @@ def training_sentences(texts: Iterable[str]) -> Iterator[str]:
 
 
 def train_sentencepiece_model(texts: Iterable[str], vocab_size: int, character_coverage: float = 0.9995,
-                              model_type: str = "bpe") -> bytes:
+                              model_type: str = "bpe", **options) -> bytes:
     """Train a LLaMA-style SentencePiece model; returns the serialized model proto.
 
     Deterministic for the same texts (one training thread, input in order).
+    `options` go to the trainer as they are (e.g. hard_vocab_limit=False).
     """
     import sentencepiece as spm
 
@@ -62,6 +63,7 @@ def train_sentencepiece_model(texts: Iterable[str], vocab_size: int, character_c
         shuffle_input_sentence=False,
         num_threads=1,
         minloglevel=2,
+        **options,
     )
     return model.getvalue()
 

@@ -1,0 +1,298 @@
+"""Expand a tokenizer's vocabulary with new pieces and report the compression gained.
+
+    python -m colossal_llama.tokenizer.init_tokenizer --source_tokenizer_dir llama2/ \\
+        --target_tokenizer_dir llama2-zh/ --expand_tokens_file pieces.jsonl \\
+        [--train_from corpus.jsonl --new_pieces 20000] [--report_corpus data/]
+
+The old Colossal-LLaMA command line (the first three flags) works unchanged.
+Pieces come from jsonl files (`{"piece": "人工智能"}` per line) and/or are
+learned from a corpus (a SentencePiece BPE model trained on it, as
+Chinese-LLaMA did; its pieces the source lacks, best first). The expanded
+tokenizer is written to a temporary folder and renamed, with `report.json`
+beside it.
+
+SentencePiece tokenizers (LLaMA-2 family, `tokenizer.model`) are expanded
+with real pieces (`expand.py`). Byte-level BPE tokenizers (LLaMA-3 family)
+are not supported yet and are refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+from colossal_llama.config import ConfigError
+from colossal_llama.data.records import BadRecord, DataError, decode_json_line
+from colossal_llama.tokenizer.expand import expand_sentencepiece
+from colossal_llama.tokenizer.loading import TokenizerError, load_tokenizer
+
+CORPUS_SUFFIXES = (".jsonl", ".jsonl.gz", ".txt")
+
+
+@dataclass
+class ExpansionConfig:
+    """Settings of `python -m colossal_llama.tokenizer.init_tokenizer`."""
+
+    source_tokenizer_dir: str
+    """HF tokenizer folder to expand (SentencePiece: holds tokenizer.model)."""
+
+    target_tokenizer_dir: str
+    """Where the expanded tokenizer is written (refused if it exists, unless overwrite)."""
+
+    expand_tokens_file: list[str] = field(default_factory=list)
+    """jsonl files of new pieces, `{"piece": "你好"}` per line."""
+
+    expand_from_spm: list[str] = field(default_factory=list)
+    """SentencePiece models whose pieces are the new pieces (e.g. Chinese-LLaMA's chinese_sp.model)."""
+
+    train_from: list[str] = field(default_factory=list)
+    """jsonl or txt files to learn new pieces from (with new_pieces)."""
+
+    new_pieces: int = 0
+    """How many pieces to learn from `train_from` (those the source lacks, best first)."""
+
+    report_corpus: list[str] = field(default_factory=list)
+    """jsonl/txt files or folders to measure compression on, old vs new, per category."""
+
+    allow_ascii_pieces: bool = False
+    """Also add pieces made only of ASCII (they re-tokenize English text and numbers)."""
+
+    overwrite: bool = False
+    """Replace an existing target folder."""
+
+    def __post_init__(self) -> None:
+        if not self.expand_tokens_file and not self.train_from and not self.expand_from_spm:
+            raise ConfigError("give new pieces: --expand_tokens_file, --expand_from_spm and/or --train_from "
+                              "with --new_pieces")
+        if self.train_from and self.new_pieces < 1:
+            raise ConfigError("--train_from needs --new_pieces N (N >= 1)")
+        if self.new_pieces and not self.train_from:
+            raise ConfigError("--new_pieces needs --train_from FILES to learn them from")
+
+
+def read_piece_files(paths: list[str]) -> list[str]:
+    """New pieces from jsonl files, in file order.
+
+    Raises:
+        DataError: a missing file, a line that is not a JSON object with a
+            non-empty, non-whitespace string "piece" (file and line named).
+    """
+    pieces = []
+    for path in paths:
+        if not os.path.isfile(path):
+            raise DataError(f"--expand_tokens_file {path}: file does not exist")
+        with open(path, "rb") as f:
+            for number, raw in enumerate(f, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    obj = decode_json_line(raw.rstrip(b"\n"), first_in_file=number == 1)
+                except BadRecord as bad:
+                    raise DataError(f"{path}:{number}: {bad.message}") from None
+                piece = obj.get("piece")
+                if not isinstance(piece, str):
+                    raise DataError(f'{path}:{number}: needs a string field "piece", got {piece!r}')
+                if piece == "":
+                    raise DataError(f"{path}:{number}: empty piece")
+                if not piece.strip():
+                    raise DataError(f"{path}:{number}: the piece is only whitespace ({piece!r})")
+                pieces.append(piece)
+    return pieces
+
+
+def corpus_texts(paths: list[str]):
+    """(category, text) of every record of jsonl(.gz)/txt files or folders of them.
+
+    jsonl: pretraining records (source + target), conversations (all
+    contents) or {"text": ...}; category from the record, else the file name.
+    txt: one text per non-empty line, category = file name.
+    """
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(CORPUS_SUFFIXES))
+            if not found:
+                raise DataError(f"{path}: no {', '.join(CORPUS_SUFFIXES)} files in this folder")
+            files += found
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            raise DataError(f"{path}: no such file or folder")
+    for path in files:
+        name = os.path.basename(path).split(".")[0]
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                if ".jsonl" not in path:
+                    yield name, line.rstrip("\n")
+                    continue
+                obj = json.loads(line)
+                if "messages" in obj:
+                    text = "\n".join(m.get("content", "") for m in obj["messages"])
+                else:
+                    text = obj.get("source", "") + obj.get("target", obj.get("text", ""))
+                yield obj.get("category", name), text
+
+
+def pieces_of_models(paths: list[str]) -> list[str]:
+    """The normal pieces of SentencePiece model files, best score first."""
+    from colossal_llama.tokenizer.expand import _proto
+
+    pieces = []
+    for path in paths:
+        if not os.path.isfile(path):
+            raise DataError(f"--expand_from_spm {path}: file does not exist")
+        with open(path, "rb") as f:
+            model = _proto(f.read())
+        pieces += [p.piece for p in sorted(model.pieces, key=lambda p: -p.score) if p.type == p.NORMAL]
+    return pieces
+
+
+def pieces_from_corpus(paths: list[str], count: int, source_vocab: set[str]) -> list[str]:
+    """Train a SentencePiece BPE model on the corpus; its `count` best pieces the source lacks."""
+    from colossal_llama.tokenizer.expand import _proto
+    from colossal_llama.tokenizer.train import train_sentencepiece_model
+
+    texts = [text for _, text in corpus_texts(paths)]
+    # room for every character (each is a piece of its own) plus the merges wanted and
+    # the ones the source has already; hard_vocab_limit=False lets a small corpus stop early
+    characters = len(set().union(*map(set, texts))) if texts else 0
+    vocab_size = characters + count + min(len(source_vocab), 4 * count) + 300
+    proto = _proto(train_sentencepiece_model(texts, vocab_size=vocab_size, hard_vocab_limit=False))
+    learned = sorted((p for p in proto.pieces if p.type == p.NORMAL), key=lambda p: -p.score)
+    return [p.piece for p in learned if p.piece not in source_vocab][:count]
+
+
+def compression(old, new, records) -> dict:
+    """Per category and in total: characters, tokens (old/new), tokens per character, tokens per record."""
+    counts: dict[str, Counter] = {}
+    by_category: dict[str, list[str]] = {}
+    for category, text in records:
+        by_category.setdefault(category, []).append(text)
+    for category, texts in sorted(by_category.items()):
+        c = counts.setdefault(category, Counter())
+        c["records"] = len(texts)
+        c["chars"] = sum(len(t) for t in texts)
+        c["old_tokens"] = sum(len(x) for x in old(texts, add_special_tokens=False)["input_ids"])
+        c["new_tokens"] = sum(len(x) for x in new(texts, add_special_tokens=False)["input_ids"])
+    report = {}
+    for category, c in list(counts.items()) + [("total", sum(counts.values(), Counter()))]:
+        report[category] = {
+            "records": c["records"], "chars": c["chars"], "old_tokens": c["old_tokens"], "new_tokens": c["new_tokens"],
+            "old_tokens_per_char": round(c["old_tokens"] / max(c["chars"], 1), 4),
+            "new_tokens_per_char": round(c["new_tokens"] / max(c["chars"], 1), 4),
+            "old_tokens_per_record": round(c["old_tokens"] / max(c["records"], 1), 2),
+            "new_tokens_per_record": round(c["new_tokens"] / max(c["records"], 1), 2),
+            "new_over_old": round(c["new_tokens"] / max(c["old_tokens"], 1), 4),
+        }
+    return report
+
+
+def save_sentencepiece_tokenizer(source_dir: str, model_proto: bytes, target: str) -> None:
+    """The source folder's files with the expanded tokenizer.model; slow and fast HF files rebuilt."""
+    from transformers import AutoTokenizer
+
+    from colossal_llama.tokenizer.train import drop_add_prefix_space
+
+    os.makedirs(target)
+    for name in os.listdir(source_dir):
+        if name not in ("tokenizer.json", "tokenizer.model") and os.path.isfile(os.path.join(source_dir, name)):
+            shutil.copy2(os.path.join(source_dir, name), os.path.join(target, name))
+    with open(os.path.join(target, "tokenizer.model"), "wb") as f:
+        f.write(model_proto)
+    had_prefix_flag = "add_prefix_space" in json.load(open(os.path.join(source_dir, "tokenizer_config.json")))
+    AutoTokenizer.from_pretrained(target, use_fast=False)  # the slow tokenizer loads
+    AutoTokenizer.from_pretrained(target).save_pretrained(target)  # the fast one, converted: tokenizer.json
+    if not had_prefix_flag:
+        drop_add_prefix_space(target)
+
+
+def init_tokenizer(config: ExpansionConfig) -> dict:
+    """Expand, save, report; returns the report.
+
+    Raises:
+        TokenizerError: the source has no (SentencePiece) tokenizer.
+        DataError: bad piece files or corpus, or the target exists.
+    """
+    if os.path.exists(config.target_tokenizer_dir) and not config.overwrite:
+        raise DataError(f"--target_tokenizer_dir {config.target_tokenizer_dir}: exists (add --overwrite to replace it)")
+    old = load_tokenizer(config.source_tokenizer_dir)
+    model_path = os.path.join(config.source_tokenizer_dir, "tokenizer.model")
+    if not os.path.isfile(model_path):
+        raise TokenizerError(f"--source_tokenizer_dir {config.source_tokenizer_dir}: no tokenizer.model; only "
+                             "SentencePiece (LLaMA-2 family) tokenizers can be expanded so far")
+    candidates = read_piece_files(config.expand_tokens_file) + pieces_of_models(config.expand_from_spm)
+    if config.train_from:
+        candidates += pieces_from_corpus(config.train_from, config.new_pieces, set(old.get_vocab()))
+    with open(model_path, "rb") as f:
+        expansion = expand_sentencepiece(f.read(), candidates, config.allow_ascii_pieces)
+    parent = os.path.dirname(os.path.abspath(config.target_tokenizer_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=os.path.basename(os.path.abspath(config.target_tokenizer_dir)) + ".tmp-", dir=parent)
+    try:
+        save_sentencepiece_tokenizer(config.source_tokenizer_dir, expansion.model_proto, os.path.join(tmp, "tok"))
+        from transformers import AutoTokenizer
+
+        new = AutoTokenizer.from_pretrained(os.path.join(tmp, "tok"))
+        report = {"source": config.source_tokenizer_dir, "target": config.target_tokenizer_dir,
+                  "old_vocab_size": len(old), "new_vocab_size": len(new), "candidates": len(candidates),
+                  **expansion.report(), "config": asdict(config)}
+        if config.report_corpus:
+            report["compression"] = compression(old, new, list(corpus_texts(config.report_corpus)))
+        with open(os.path.join(tmp, "tok", "report.json"), "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2, ensure_ascii=False)
+        if os.path.exists(config.target_tokenizer_dir):
+            shutil.rmtree(config.target_tokenizer_dir)
+        os.rename(os.path.join(tmp, "tok"), config.target_tokenizer_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return report
+
+
+def print_report(report: dict) -> None:
+    print(f"vocabulary {report['old_vocab_size']:,} -> {report['new_vocab_size']:,}: {report['added']:,} pieces added, "
+          f"skipped {report['skipped']}, {report['unreachable']:,} unreachable (left out)")
+    if "compression" in report:
+        print(f"{'category':<24}{'records':>9}{'tok/char old':>14}{'new':>8}{'tok/rec old':>13}{'new':>9}{'new/old':>9}")
+        for category, c in report["compression"].items():
+            print(f"{category:<24}{c['records']:>9,}{c['old_tokens_per_char']:>14.3f}{c['new_tokens_per_char']:>8.3f}"
+                  f"{c['old_tokens_per_record']:>13.1f}{c['new_tokens_per_record']:>9.1f}{c['new_over_old']:>9.1%}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m colossal_llama.tokenizer.init_tokenizer",
+                                description="Expand a tokenizer's vocabulary with real pieces.")
+    p.add_argument("--source_tokenizer_dir", required=True)
+    p.add_argument("--target_tokenizer_dir", required=True)
+    p.add_argument("--expand_tokens_file", nargs="+", default=[], help='jsonl files, {"piece": ...} per line')
+    p.add_argument("--expand_from_spm", nargs="+", default=[], help="SentencePiece models whose pieces to add")
+    p.add_argument("--train_from", nargs="+", default=[], help="jsonl/txt files to learn pieces from")
+    p.add_argument("--new_pieces", type=int, default=0, help="pieces to learn from --train_from")
+    p.add_argument("--report_corpus", nargs="+", default=[], help="files or folders to measure compression on")
+    p.add_argument("--allow_ascii_pieces", action="store_true", help="also add pure-ASCII pieces")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing target folder")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        report = init_tokenizer(ExpansionConfig(**vars(parser().parse_args(argv))))
+    except (ConfigError, DataError, TokenizerError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print_report(report)
+    print(f"wrote {report['target']} (report.json inside)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

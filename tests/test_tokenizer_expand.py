@@ -1,0 +1,148 @@
+"""Vocabulary expansion of SentencePiece tokenizers: ids kept, pieces real and reachable,
+old text unchanged, reports, bad input."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from transformers import AutoTokenizer
+
+from colossal_llama.config import ConfigError
+from colossal_llama.data.records import DataError
+from colossal_llama.tokenizer.expand import _unreachable, expand_sentencepiece, new_piece_scores
+from colossal_llama.tokenizer.init_tokenizer import ExpansionConfig, init_tokenizer, main
+from colossal_llama.tokenizer.loading import TokenizerError
+from helpers import REALDATA, SAMPLE_PRETRAIN, sample_records
+
+# each longer piece has a chain of listed pieces leading to it ("卡尔" + "维萨" -> "卡尔维萨")
+NEW = ["卡尔", "维萨", "卡尔维萨", "群岛", "卡尔维萨群岛", "塞林", "塞林海"]
+UNREACHABLE = "星铃节"  # neither "星铃" nor "铃节" is a piece, so BPE can never form it
+
+
+def write_pieces(path, pieces, raw=()):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for p in pieces:
+            f.write(json.dumps({"piece": p}, ensure_ascii=False) + "\n")
+        for line in raw:
+            f.write(line + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def expanded(sp_tokenizer_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("expand")
+    old = AutoTokenizer.from_pretrained(sp_tokenizer_dir)
+    present = next(t for t in old.get_vocab() if len(t) == 2 and "\u4e00" <= t[0] <= "\u9fff")
+    pieces = NEW + ["群岛", present, "zq9", UNREACHABLE]
+    config = ExpansionConfig(source_tokenizer_dir=sp_tokenizer_dir, target_tokenizer_dir=str(tmp / "out"),
+                             expand_tokens_file=[write_pieces(tmp / "p.jsonl", pieces)],
+                             report_corpus=[SAMPLE_PRETRAIN])
+    return old, init_tokenizer(config), str(tmp / "out")
+
+
+def test_ids_kept_and_new_pieces_appended(expanded):
+    old, report, out = expanded
+    new = AutoTokenizer.from_pretrained(out)
+    old_vocab, new_vocab = old.get_vocab(), new.get_vocab()
+    assert all(new_vocab[piece] == i for piece, i in old_vocab.items())  # every old token keeps its id
+    added = [p for p in NEW if p not in old_vocab]
+    assert [new_vocab[p] for p in added] == list(range(len(old), len(old) + len(added)))  # one new id each
+    assert len(new) == len(old) + report["added"] == len(old) + len(added)
+    assert report["skipped"] == {"duplicate": 1, "already_present": 1, "ascii_piece": 1}
+    assert report["unreachable_pieces"] == [UNREACHABLE] and UNREACHABLE not in new_vocab
+    assert new.tokenize("在" + UNREACHABLE) == old.tokenize("在" + UNREACHABLE)
+    assert new.all_special_tokens == old.all_special_tokens and new.all_special_ids == old.all_special_ids
+
+
+def test_new_pieces_reachable_and_old_text_unchanged(expanded):
+    old, _, out = expanded
+    new = AutoTokenizer.from_pretrained(out)
+    slow = AutoTokenizer.from_pretrained(out, use_fast=False)
+    with open(os.path.join(out, "tokenizer.model"), "rb") as f:
+        assert _unreachable(f.read(), NEW) == []
+    for piece in NEW:  # inside text, after other characters, each piece is one token
+        assert piece in new.tokenize("在" + piece)
+    english = [r["source"] + r["target"] for r in sample_records() if r["category"].endswith("_en")]
+    assert old(english, add_special_tokens=False)["input_ids"] == new(english, add_special_tokens=False)["input_ids"]
+    texts = [r["source"] + r["target"] for r in sample_records()]
+    assert new(texts, add_special_tokens=False)["input_ids"] == slow(texts, add_special_tokens=False)["input_ids"]
+
+
+def test_report(expanded):
+    _, report, out = expanded
+    assert json.loads(open(os.path.join(out, "report.json"), encoding="utf-8").read())["added"] == report["added"]
+    comp = report["compression"]
+    assert comp["encyclopedia_en"]["new_over_old"] == 1.0
+    assert comp["encyclopedia_zh"]["new_tokens"] < comp["encyclopedia_zh"]["old_tokens"]
+    assert comp["total"]["records"] == len(sample_records())
+
+
+def test_scores_below_old_and_distinct_even_near_1e9():
+    old = np.array([0.0, -5.0, -1e9], dtype=np.float32)
+    scores = new_piece_scores(old, 20000)
+    assert scores.max() < old.min() and len(np.unique(scores)) == 20000 and (np.diff(scores) < 0).all()
+
+
+def test_learn_pieces_from_a_corpus(sp_tokenizer_dir, tmp_path):
+    zh = [os.path.join(SAMPLE_PRETRAIN, f) for f in ("encyclopedia_zh.jsonl", "story_zh.jsonl")]
+    report = init_tokenizer(ExpansionConfig(source_tokenizer_dir=sp_tokenizer_dir,
+                                            target_tokenizer_dir=str(tmp_path / "out"), train_from=zh,
+                                            new_pieces=200, report_corpus=zh))
+    assert 0 < report["added"] <= 200
+    assert report["compression"]["total"]["new_over_old"] < 0.95
+
+
+def test_old_command_line(sp_tokenizer_dir, tmp_path, capsys):
+    pieces = write_pieces(tmp_path / "p.jsonl", NEW)
+    argv = ["--source_tokenizer_dir", sp_tokenizer_dir, "--target_tokenizer_dir", str(tmp_path / "out"),
+            "--expand_tokens_file", pieces]
+    assert main(argv) == 0
+    assert "pieces added" in capsys.readouterr().out
+    assert main(argv) == 2  # the target exists now
+    assert "exists (add --overwrite" in capsys.readouterr().err
+    assert main(argv + ["--overwrite"]) == 0
+
+
+@pytest.mark.parametrize("line, words", [
+    ('{"piece": "好"', "invalid JSON"),
+    ('{"piece": ""}', "empty piece"),
+    ('{"piece": "  "}', "the piece is only whitespace"),
+    ('{"token": "好"}', 'needs a string field "piece"'),
+])
+def test_bad_piece_files(sp_tokenizer_dir, tmp_path, line, words):
+    path = write_pieces(tmp_path / "p.jsonl", ["群岛"], raw=[line])
+    with pytest.raises(DataError, match=f"^{path}:2: {words}"):
+        init_tokenizer(ExpansionConfig(source_tokenizer_dir=sp_tokenizer_dir,
+                                       target_tokenizer_dir=str(tmp_path / "out"), expand_tokens_file=[path]))
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_sources_and_settings(llama3_tokenizer_dir, tmp_path):
+    pieces = write_pieces(tmp_path / "p.jsonl", NEW)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TokenizerError, match="no loadable tokenizer"):
+        init_tokenizer(ExpansionConfig(source_tokenizer_dir=str(tmp_path / "empty"),
+                                       target_tokenizer_dir=str(tmp_path / "out"), expand_tokens_file=[pieces]))
+    with pytest.raises(TokenizerError, match="no tokenizer.model"):
+        init_tokenizer(ExpansionConfig(source_tokenizer_dir=llama3_tokenizer_dir,
+                                       target_tokenizer_dir=str(tmp_path / "out"), expand_tokens_file=[pieces]))
+    with pytest.raises(ConfigError, match="give new pieces"):
+        ExpansionConfig(source_tokenizer_dir="a", target_tokenizer_dir="b")
+    with pytest.raises(ConfigError, match="--train_from needs --new_pieces"):
+        ExpansionConfig(source_tokenizer_dir="a", target_tokenizer_dir="b", train_from=["x"])
+
+
+@pytest.mark.skipif(not os.path.isdir(REALDATA), reason="../shared/realdata is not present")
+def test_llama2_with_chinese_pieces_keeps_english(tmp_path):
+    from colossal_llama.tokenizer.train import save_llama_tokenizer
+
+    with open(f"{REALDATA}/tokenizers/llama2-tokenizer.model", "rb") as f:
+        source = save_llama_tokenizer(f.read(), str(tmp_path / "llama2"))
+    report = init_tokenizer(ExpansionConfig(source_tokenizer_dir=source, target_tokenizer_dir=str(tmp_path / "zh"),
+                                            expand_from_spm=[f"{REALDATA}/tokenizers/chinese_sp.model"],
+                                            report_corpus=[f"{REALDATA}/pretrain"]))
+    assert report["new_vocab_size"] == 32000 + report["added"] and report["added"] > 15000
+    assert report["compression"]["docs_en"]["new_over_old"] == 1.0
+    assert report["compression"]["docs_zh"]["new_over_old"] < 0.85

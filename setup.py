@@ -36,6 +36,7 @@ setup(
             "colossal-llama-prepare-sft=colossal_llama.data.sft:main",
             "colossal-llama-inspect=colossal_llama.data.inspect:main",
             "colossal-llama-expand-tokenizer=colossal_llama.tokenizer.init_tokenizer:main",
+            "colossal-llama-init-model=colossal_llama.model.init_model:main",
         ]
     },
 )

@@ -169,3 +169,15 @@ def test_readme_expand_command_runs(sp_tokenizer_dir, tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "vocabulary 1,000 -> 1,001: 1 pieces added" in done.stdout
+
+
+def test_readme_init_model_command_parses():
+    from colossal_llama.model.init_model import parser as init_parser
+
+    line = re.search(r"^ +python -m colossal_llama.model.init_model (.*)$", README, re.M).group(1)
+    args = init_parser().parse_args(shlex.split(line))
+    assert args.target_tokenizer_path == "runs/demo/tokenizer-zh" and not args.replace_vocab
+    for action in init_parser()._actions:
+        for flag in action.option_strings:
+            if flag.startswith("--") and flag != "--help":
+                assert f"`{flag}`" in README, flag

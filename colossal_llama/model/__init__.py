@@ -1,0 +1,1 @@
+"""Models: embedding initialisation for new tokens, freezing helpers."""

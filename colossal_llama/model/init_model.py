@@ -1,0 +1,175 @@
+"""Give a model the rows of a new tokenizer: resize the input embeddings and the output head.
+
+    python -m colossal_llama.model.init_model --source_model_and_tokenizer_path llama2/ \\
+        --target_tokenizer_path llama2-zh-tokenizer/ --target_model_path llama2-zh/ [--replace_vocab]
+
+Merging (default): the new tokenizer extends the old one (old ids unchanged);
+old rows are copied, each new row is the mean of the old rows of the old
+tokens its text splits into (`embeddings.py`). Replacing (`--replace_vocab`):
+the new tokenizer is a different vocabulary; a token that exists in the old
+vocabulary keeps its old row, every other token gets the mean as above.
+
+Only the two matrices are touched: the checkpoint is rewritten shard by
+shard from its safetensors files (memory: one shard), with no model built
+and nothing moved to a device. Tied embeddings stay tied (the head is not
+stored). The output keeps the source's dtype unless `--dtype` asks otherwise,
+and holds the new tokenizer, so it loads alone with `AutoModelForCausalLM`
+and `AutoTokenizer`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import torch
+
+from colossal_llama.data.records import DataError
+from colossal_llama.model.embeddings import decompose, mean_rows
+from colossal_llama.tokenizer.loading import TokenizerError, load_tokenizer
+
+EMBED, HEAD = "model.embed_tokens.weight", "lm_head.weight"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def row_plan(old_tokenizer, new_tokenizer, replace_vocab: bool) -> tuple[list[int], list[int], list[list[int]], list[int]]:
+    """Which new rows copy an old row, and which are means of old rows.
+
+    Returns:
+        (new ids that copy, the old ids they copy, old parts of every other
+        new id, those other new ids).
+    Raises:
+        TokenizerError: merging, but the new tokenizer does not keep every old token's id.
+    """
+    old_vocab, new_vocab = old_tokenizer.get_vocab(), new_tokenizer.get_vocab()
+    if replace_vocab:
+        copied = sorted((i, old_vocab[t]) for t, i in new_vocab.items() if t in old_vocab)
+    else:
+        moved = [t for t, i in old_vocab.items() if new_vocab.get(t) != i]
+        if moved:
+            raise TokenizerError(f"the target tokenizer does not keep the ids of {len(moved)} old token(s) "
+                                 f"(e.g. {moved[0]!r}); for a different vocabulary use --replace_vocab")
+        copied = sorted(old_vocab.items(), key=lambda kv: kv[1])
+        copied = [(i, i) for _, i in copied]
+    keep_new = [n for n, _ in copied]
+    kept = set(keep_new)
+    fresh = [i for i in range(len(new_tokenizer)) if i not in kept]
+    return keep_new, [o for _, o in copied], decompose(old_tokenizer, new_tokenizer, fresh), fresh
+
+
+def resize(matrix: torch.Tensor, plan, size: int) -> torch.Tensor:
+    """The new matrix: copied rows exactly, the others as means (in float32, then the matrix's dtype)."""
+    keep_new, keep_old, parts, fresh = plan
+    out = torch.empty(size, matrix.shape[1], dtype=matrix.dtype)
+    out[keep_new] = matrix[keep_old]
+    if fresh:
+        out[fresh] = mean_rows(matrix, parts).to(matrix.dtype)
+    return out
+
+
+def _weight_files(folder: str) -> list[str]:
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index, encoding="utf-8") as f:
+            return sorted(set(json.load(f)["weight_map"].values()))
+    if os.path.exists(os.path.join(folder, "model.safetensors")):
+        return ["model.safetensors"]
+    raise DataError(f"{folder}: no safetensors weights (model.safetensors or model.safetensors.index.json)")
+
+
+def rewrite_weights(source: str, target: str, plan, size: int, dtype) -> None:
+    """Copy every shard, replacing the embedding and head matrices."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    total = 0
+    for name in _weight_files(source):
+        tensors = {}
+        with safe_open(os.path.join(source, name), framework="pt") as f:
+            for key in f.keys():
+                tensor = f.get_tensor(key)
+                if key in (EMBED, HEAD):
+                    tensor = resize(tensor, plan, size)
+                if dtype is not None and tensor.is_floating_point():
+                    tensor = tensor.to(dtype)
+                tensors[key] = tensor.contiguous()
+                total += tensor.numel() * tensor.element_size()
+        save_file(tensors, os.path.join(target, name), metadata={"format": "pt"})
+        del tensors
+    index = os.path.join(source, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index, encoding="utf-8") as f:
+            data = json.load(f)
+        data["metadata"] = {**data.get("metadata", {}), "total_size": total}
+        with open(os.path.join(target, "model.safetensors.index.json"), "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+
+
+def init_model(source: str, target_tokenizer: str, target: str, replace_vocab: bool = False,
+               dtype: str | None = None, overwrite: bool = False) -> dict:
+    """Write `target`: the source model with rows for every token of `target_tokenizer`; returns a report."""
+    from transformers import AutoConfig
+
+    if os.path.exists(target) and not overwrite:
+        raise DataError(f"--target_model_path {target}: exists (add --overwrite to replace it)")
+    started = time.perf_counter()
+    old, new = load_tokenizer(source), load_tokenizer(target_tokenizer)
+    config = AutoConfig.from_pretrained(source)
+    plan = row_plan(old, new, replace_vocab)
+    parent = os.path.dirname(os.path.abspath(target))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=os.path.basename(os.path.abspath(target)) + ".tmp-", dir=parent)
+    try:
+        rewrite_weights(source, tmp, plan, len(new), DTYPES.get(dtype))
+        config.vocab_size = len(new)
+        if dtype:
+            config.torch_dtype = dtype
+        config.save_pretrained(tmp)
+        if os.path.exists(os.path.join(source, "generation_config.json")):
+            shutil.copy2(os.path.join(source, "generation_config.json"), tmp)
+        new.save_pretrained(tmp)
+        if os.path.exists(target):
+            shutil.rmtree(target)
+        os.rename(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    parts = plan[2]
+    return {"old_vocab_size": len(old), "new_vocab_size": len(new), "rows_copied": len(plan[0]),
+            "rows_initialised": len(parts), "mean_parts_per_new_row": round(sum(map(len, parts)) / max(len(parts), 1), 2),
+            "tied_embeddings": bool(getattr(config, "tie_word_embeddings", False)), "mode":
+            "replace" if replace_vocab else "merge", "seconds": round(time.perf_counter() - started, 2)}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m colossal_llama.model.init_model",
+                                description="Resize a model's embeddings and head to a new tokenizer.")
+    p.add_argument("--source_model_and_tokenizer_path", required=True, help="HF model folder with its tokenizer")
+    p.add_argument("--target_tokenizer_path", required=True, help="the new (expanded or replacing) tokenizer")
+    p.add_argument("--target_model_path", required=True, help="output model folder")
+    p.add_argument("--replace_vocab", action="store_true",
+                   help="the new tokenizer replaces the old vocabulary (default: it extends it, old ids kept)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="save in this dtype (default: the source's)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        report = init_model(args.source_model_and_tokenizer_path, args.target_tokenizer_path, args.target_model_path,
+                            args.replace_vocab, args.dtype, args.overwrite)
+    except (DataError, TokenizerError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -109,3 +109,22 @@ def test_old_command_line(sp_tokenizer_dir, expanded_tokenizer, tmp_path, capsys
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["rows_initialised"] == len(NEW)
     assert main(argv) == 2 and "exists (add --overwrite" in capsys.readouterr().err
+
+
+def test_rows_for_a_byte_level_bpe_expansion(llama3_tokenizer_dir, tmp_path):
+    pieces = ["工", "智", "人", "人工", "智能", "人工智能"]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps({"piece": p}, ensure_ascii=False) + "\n" for p in pieces),
+                                      encoding="utf-8")
+    init_tokenizer(ExpansionConfig(source_tokenizer_dir=llama3_tokenizer_dir, target_tokenizer_dir=str(tmp_path / "zh"),
+                                   expand_tokens_file=[str(tmp_path / "p.jsonl")]))
+    old = AutoTokenizer.from_pretrained(llama3_tokenizer_dir)
+    source = make_model_dir(tmp_path / "src", llama3_tokenizer_dir, vocab=len(old))
+    init_model(str(tmp_path / "src"), str(tmp_path / "zh"), str(tmp_path / "out"))
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    new = AutoTokenizer.from_pretrained(tmp_path / "out")
+    old_embed, embed = source.get_input_embeddings().weight, model.get_input_embeddings().weight
+    assert torch.equal(embed[: len(old)], old_embed)
+    for piece in ["人工", "人工智能"]:
+        (new_id,) = new(piece, add_special_tokens=False)["input_ids"]
+        assert new_id >= len(old)
+        torch.testing.assert_close(embed[new_id], old_embed[expected_parts(old, piece)].mean(0), rtol=1e-6, atol=1e-7)

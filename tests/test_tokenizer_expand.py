@@ -119,14 +119,20 @@ def test_bad_piece_files(sp_tokenizer_dir, tmp_path, line, words):
     assert not (tmp_path / "out").exists()
 
 
-def test_bad_sources_and_settings(llama3_tokenizer_dir, tmp_path):
+def test_bad_sources_and_settings(tmp_path):
     pieces = write_pieces(tmp_path / "p.jsonl", NEW)
     (tmp_path / "empty").mkdir()
     with pytest.raises(TokenizerError, match="no loadable tokenizer"):
         init_tokenizer(ExpansionConfig(source_tokenizer_dir=str(tmp_path / "empty"),
                                        target_tokenizer_dir=str(tmp_path / "out"), expand_tokens_file=[pieces]))
-    with pytest.raises(TokenizerError, match="no tokenizer.model"):
-        init_tokenizer(ExpansionConfig(source_tokenizer_dir=llama3_tokenizer_dir,
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    word_level = Tokenizer(models.WordLevel({"<unk>": 0, "a": 1}, unk_token="<unk>"))
+    word_level.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=word_level, unk_token="<unk>").save_pretrained(tmp_path / "wl")
+    with pytest.raises(TokenizerError, match="neither a SentencePiece tokenizer.model nor a byte-level BPE"):
+        init_tokenizer(ExpansionConfig(source_tokenizer_dir=str(tmp_path / "wl"),
                                        target_tokenizer_dir=str(tmp_path / "out"), expand_tokens_file=[pieces]))
     with pytest.raises(ConfigError, match="give new pieces"):
         ExpansionConfig(source_tokenizer_dir="a", target_tokenizer_dir="b")
@@ -146,3 +152,53 @@ def test_llama2_with_chinese_pieces_keeps_english(tmp_path):
     assert report["new_vocab_size"] == 32000 + report["added"] and report["added"] > 15000
     assert report["compression"]["docs_en"]["new_over_old"] == 1.0
     assert report["compression"]["docs_zh"]["new_over_old"] < 0.85
+
+
+# byte-level BPE (LLaMA-3 style): single characters first, then the words they form
+BPE_NEW = ["工", "智", "人", "人工", "智能", "人工智能", "天气", "你好", "谢", "谢谢"]
+BPE_UNREACHABLE = "飞翔"  # five byte-level tokens in the fixture: no single merge can form it
+
+
+@pytest.fixture(scope="module")
+def expanded_bpe(llama3_tokenizer_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("expand_bpe")
+    old = AutoTokenizer.from_pretrained(llama3_tokenizer_dir)
+    config = ExpansionConfig(source_tokenizer_dir=llama3_tokenizer_dir, target_tokenizer_dir=str(tmp / "out"),
+                             expand_tokens_file=[write_pieces(tmp / "p.jsonl",
+                                                              BPE_NEW + ["hello there", BPE_UNREACHABLE, "你好"])],
+                             report_corpus=[SAMPLE_PRETRAIN])
+    return old, init_tokenizer(config), str(tmp / "out")
+
+
+def test_bpe_ids_kept_pieces_reachable_old_text_unchanged(expanded_bpe):
+    old, report, out = expanded_bpe
+    new = AutoTokenizer.from_pretrained(out)
+    old_vocab, new_vocab = old.get_vocab(), new.get_vocab()
+    assert report["kind"] == "byte_level_bpe"
+    assert all(new_vocab[t] == i for t, i in old_vocab.items())
+    present = [p for p in BPE_NEW if len(old(p, add_special_tokens=False)["input_ids"]) == 1]
+    expected = [p for p in BPE_NEW if p not in present]
+    assert report["added"] == len(expected) and len(new) == len(old) + len(expected)
+    assert report["skipped"] == {"duplicate": 1, "already_present": len(present), "ascii_piece": 1}
+    assert report["unreachable_pieces"] == [BPE_UNREACHABLE]
+    first_new = max(old_vocab.values()) + 1  # after every old id, special tokens included
+    ids = sorted(new(p, add_special_tokens=False)["input_ids"][0] for p in expected)
+    assert ids == list(range(first_new, first_new + len(expected)))
+    for piece in expected:  # alone, each piece is one token
+        assert len(new(piece, add_special_tokens=False)["input_ids"]) == 1
+    english = [r["source"] + r["target"] for r in sample_records() if r["category"].endswith("_en")]
+    assert old(english, add_special_tokens=False)["input_ids"] == new(english, add_special_tokens=False)["input_ids"]
+    assert new.all_special_tokens == old.all_special_tokens and new.all_special_ids == old.all_special_ids
+    assert new.decode(new("人工智能和天气", add_special_tokens=False)["input_ids"]) == "人工智能和天气"
+    assert report["compression"]["encyclopedia_en"]["new_over_old"] == 1.0
+
+
+def test_byte_alphabet_matches_the_tokenizers_library():
+    from tokenizers import pre_tokenizers
+
+    from colossal_llama.tokenizer.expand_bpe import byte_alphabet, to_byte_level
+
+    assert sorted(byte_alphabet().values()) == sorted(pre_tokenizers.ByteLevel.alphabet())
+    pre = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    for text in ["你好", "héllo wörld", "\n\t ~"]:
+        assert to_byte_level(text) == "".join(w for w, _ in pre.pre_tokenize_str(text))

@@ -12,8 +12,9 @@ tokenizer is written to a temporary folder and renamed, with `report.json`
 beside it.
 
 SentencePiece tokenizers (LLaMA-2 family, `tokenizer.model`) are expanded
-with real pieces (`expand.py`). Byte-level BPE tokenizers (LLaMA-3 family)
-are not supported yet and are refused with a clear message.
+with real pieces (`expand.py`); byte-level BPE tokenizers (LLaMA-3 family,
+`tokenizer.json`) with vocabulary entries and the merges that form them
+(`expand_bpe.py`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from colossal_llama.config import ConfigError
 from colossal_llama.data.records import BadRecord, DataError, decode_json_line
 from colossal_llama.tokenizer.expand import expand_sentencepiece
+from colossal_llama.tokenizer.expand_bpe import expand_byte_level_bpe, is_byte_level_bpe, not_single_tokens
 from colossal_llama.tokenizer.loading import TokenizerError, load_tokenizer
 
 CORPUS_SUFFIXES = (".jsonl", ".jsonl.gz", ".txt")
@@ -216,6 +218,44 @@ def save_sentencepiece_tokenizer(source_dir: str, model_proto: bytes, target: st
         drop_add_prefix_space(target)
 
 
+def save_byte_level_tokenizer(source_dir: str, tokenizer_json: bytes, target: str) -> None:
+    """The source folder's files with the expanded tokenizer.json."""
+    os.makedirs(target)
+    for name in os.listdir(source_dir):
+        if name != "tokenizer.json" and os.path.isfile(os.path.join(source_dir, name)):
+            shutil.copy2(os.path.join(source_dir, name), os.path.join(target, name))
+    with open(os.path.join(target, "tokenizer.json"), "wb") as f:
+        f.write(tokenizer_json)
+
+
+SAVERS = {"sentencepiece": save_sentencepiece_tokenizer, "byte_level_bpe": save_byte_level_tokenizer}
+
+
+def expand_source(source_dir: str, candidates: list[str], allow_ascii: bool):
+    """("sentencepiece" | "byte_level_bpe", Expansion) for the tokenizer in `source_dir`.
+
+    Raises:
+        TokenizerError: neither a SentencePiece model nor a byte-level BPE tokenizer.json.
+    """
+    model_path = os.path.join(source_dir, "tokenizer.model")
+    if os.path.isfile(model_path):
+        with open(model_path, "rb") as f:
+            return "sentencepiece", expand_sentencepiece(f.read(), candidates, allow_ascii)
+    json_path = os.path.join(source_dir, "tokenizer.json")
+    if os.path.isfile(json_path):
+        with open(json_path, encoding="utf-8") as f:
+            data = json.load(f)
+        if is_byte_level_bpe(data):
+            expansion = expand_byte_level_bpe(data, candidates, allow_ascii)
+            lost = not_single_tokens(expansion.model_proto, expansion.added)
+            if lost:  # the simulation disagreed with the library: leave those out, report them
+                expansion = expand_byte_level_bpe(data, [c for c in candidates if c not in set(lost)], allow_ascii)
+                expansion.unreachable += lost
+            return "byte_level_bpe", expansion
+    raise TokenizerError(f"--source_tokenizer_dir {source_dir}: neither a SentencePiece tokenizer.model nor a "
+                         "byte-level BPE tokenizer.json; cannot expand it")
+
+
 def init_tokenizer(config: ExpansionConfig) -> dict:
     """Expand, save, report; returns the report.
 
@@ -226,24 +266,19 @@ def init_tokenizer(config: ExpansionConfig) -> dict:
     if os.path.exists(config.target_tokenizer_dir) and not config.overwrite:
         raise DataError(f"--target_tokenizer_dir {config.target_tokenizer_dir}: exists (add --overwrite to replace it)")
     old = load_tokenizer(config.source_tokenizer_dir)
-    model_path = os.path.join(config.source_tokenizer_dir, "tokenizer.model")
-    if not os.path.isfile(model_path):
-        raise TokenizerError(f"--source_tokenizer_dir {config.source_tokenizer_dir}: no tokenizer.model; only "
-                             "SentencePiece (LLaMA-2 family) tokenizers can be expanded so far")
     candidates = read_piece_files(config.expand_tokens_file) + pieces_of_models(config.expand_from_spm)
     if config.train_from:
         candidates += pieces_from_corpus(config.train_from, config.new_pieces, set(old.get_vocab()))
-    with open(model_path, "rb") as f:
-        expansion = expand_sentencepiece(f.read(), candidates, config.allow_ascii_pieces)
+    kind, expansion = expand_source(config.source_tokenizer_dir, candidates, config.allow_ascii_pieces)
     parent = os.path.dirname(os.path.abspath(config.target_tokenizer_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=os.path.basename(os.path.abspath(config.target_tokenizer_dir)) + ".tmp-", dir=parent)
     try:
-        save_sentencepiece_tokenizer(config.source_tokenizer_dir, expansion.model_proto, os.path.join(tmp, "tok"))
+        SAVERS[kind](config.source_tokenizer_dir, expansion.model_proto, os.path.join(tmp, "tok"))
         from transformers import AutoTokenizer
 
         new = AutoTokenizer.from_pretrained(os.path.join(tmp, "tok"))
-        report = {"source": config.source_tokenizer_dir, "target": config.target_tokenizer_dir,
+        report = {"source": config.source_tokenizer_dir, "target": config.target_tokenizer_dir, "kind": kind,
                   "old_vocab_size": len(old), "new_vocab_size": len(new), "candidates": len(candidates),
                   **expansion.report(), "config": asdict(config)}
         if config.report_corpus:

@@ -1,6 +1,5 @@
 """The inspection command shows trained-on spans and document boundaries."""
 
-import pytest
 from transformers import AutoTokenizer
 
 from colossal_llama.config import SftDataConfig

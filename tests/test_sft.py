@@ -11,7 +11,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from colossal_llama.config import ConfigError, SftDataConfig
-from colossal_llama.data.conversations import SftRecords, parse_sft_record
+from colossal_llama.data.conversations import parse_sft_record
 from colossal_llama.data.records import BadRecord, DataError
 from colossal_llama.data.sft import SftJob, prepare_sft_dataset
 from colossal_llama.tokenizer.encoder import SlowEncoder

@@ -10,7 +10,7 @@ from transformers import AutoTokenizer
 
 from colossal_llama.config import ConfigError
 from colossal_llama.data.records import DataError
-from colossal_llama.tokenizer.expand import _unreachable, expand_sentencepiece, new_piece_scores
+from colossal_llama.tokenizer.expand import _unreachable, new_piece_scores
 from colossal_llama.tokenizer.init_tokenizer import ExpansionConfig, init_tokenizer, main
 from colossal_llama.tokenizer.loading import TokenizerError
 from helpers import REALDATA, SAMPLE_PRETRAIN, sample_records

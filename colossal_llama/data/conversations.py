@@ -94,8 +94,8 @@ def _separator_indices(ids: np.ndarray, start_of, rendered, special: np.ndarray)
 
 
 @dataclass(frozen=True)
-class SftRecords:
-    """The SFT record kind for the map step, with the default (Human/Assistant) template."""
+class ConversationRecords:
+    """What both SFT record kinds share: the template, max_length, parsing."""
 
     template: object
     max_length: int
@@ -105,6 +105,11 @@ class SftRecords:
     def parse(self, obj: dict):
         contents, category, trailing = parse_sft_record(obj)
         return (contents, trailing), self.category or category
+
+
+@dataclass(frozen=True)
+class SftRecords(ConversationRecords):
+    """The SFT record kind for the map step, with the default (Human/Assistant) template."""
 
     def tokenize(self, payloads, encoder, info) -> TokenizedBatch:
         rendered = [self.template.render(list(contents)) for contents, _ in payloads]
@@ -152,7 +157,7 @@ def _encode_by_prefixes(encoder, rendered):
 
 
 @dataclass(frozen=True)
-class HFChatRecords:
+class HFChatRecords(ConversationRecords):
     """The SFT record kind for `--template hf`: the tokenizer's own chat_template.
 
     The template is arbitrary Jinja, so nothing is assumed about separators:
@@ -168,15 +173,6 @@ class HFChatRecords:
     such templates write their own. A template whose shorter renderings are
     not prefixes of the longer ones is rejected too ("template_not_prefix").
     """
-
-    template: object
-    max_length: int
-    category: str | None = None
-    """Overrides every record's category (`--category`)."""
-
-    def parse(self, obj: dict):
-        contents, category, trailing = parse_sft_record(obj)
-        return (contents, trailing), self.category or category
 
     def tokenize(self, payloads, encoder, info) -> TokenizedBatch:
         seqs, spans_of, kept, rejected, dropped, stats = [], [], [], {}, {}, Counter()

@@ -20,13 +20,11 @@ with real pieces (`expand.py`); byte-level BPE tokenizers (LLaMA-3 family,
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import shutil
 import sys
 import tempfile
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from colossal_llama.config import ConfigError
@@ -34,8 +32,7 @@ from colossal_llama.data.records import BadRecord, DataError, decode_json_line
 from colossal_llama.tokenizer.expand import expand_sentencepiece
 from colossal_llama.tokenizer.expand_bpe import expand_byte_level_bpe, is_byte_level_bpe, not_single_tokens
 from colossal_llama.tokenizer.loading import TokenizerError, load_tokenizer
-
-CORPUS_SUFFIXES = (".jsonl", ".jsonl.gz", ".txt")
+from colossal_llama.tokenizer.report import compression, corpus_texts, print_report
 
 
 @dataclass
@@ -109,42 +106,6 @@ def read_piece_files(paths: list[str]) -> list[str]:
     return pieces
 
 
-def corpus_texts(paths: list[str]):
-    """(category, text) of every record of jsonl(.gz)/txt files or folders of them.
-
-    jsonl: pretraining records (source + target), conversations (all
-    contents) or {"text": ...}; category from the record, else the file name.
-    txt: one text per non-empty line, category = file name.
-    """
-    files = []
-    for path in paths:
-        if os.path.isdir(path):
-            found = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(CORPUS_SUFFIXES))
-            if not found:
-                raise DataError(f"{path}: no {', '.join(CORPUS_SUFFIXES)} files in this folder")
-            files += found
-        elif os.path.isfile(path):
-            files.append(path)
-        else:
-            raise DataError(f"{path}: no such file or folder")
-    for path in files:
-        name = os.path.basename(path).split(".")[0]
-        opener = gzip.open if path.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            for line in f:
-                if not line.strip():
-                    continue
-                if ".jsonl" not in path:
-                    yield name, line.rstrip("\n")
-                    continue
-                obj = json.loads(line)
-                if "messages" in obj:
-                    text = "\n".join(m.get("content", "") for m in obj["messages"])
-                else:
-                    text = obj.get("source", "") + obj.get("target", obj.get("text", ""))
-                yield obj.get("category", name), text
-
-
 def pieces_of_models(paths: list[str]) -> list[str]:
     """The normal pieces of SentencePiece model files, best score first."""
     from colossal_llama.tokenizer.expand import _proto
@@ -172,31 +133,6 @@ def pieces_from_corpus(paths: list[str], count: int, source_vocab: set[str]) -> 
     proto = _proto(train_sentencepiece_model(texts, vocab_size=vocab_size, hard_vocab_limit=False))
     learned = sorted((p for p in proto.pieces if p.type == p.NORMAL), key=lambda p: -p.score)
     return [p.piece for p in learned if p.piece not in source_vocab][:count]
-
-
-def compression(old, new, records) -> dict:
-    """Per category and in total: characters, tokens (old/new), tokens per character, tokens per record."""
-    counts: dict[str, Counter] = {}
-    by_category: dict[str, list[str]] = {}
-    for category, text in records:
-        by_category.setdefault(category, []).append(text)
-    for category, texts in sorted(by_category.items()):
-        c = counts.setdefault(category, Counter())
-        c["records"] = len(texts)
-        c["chars"] = sum(len(t) for t in texts)
-        c["old_tokens"] = sum(len(x) for x in old(texts, add_special_tokens=False)["input_ids"])
-        c["new_tokens"] = sum(len(x) for x in new(texts, add_special_tokens=False)["input_ids"])
-    report = {}
-    for category, c in list(counts.items()) + [("total", sum(counts.values(), Counter()))]:
-        report[category] = {
-            "records": c["records"], "chars": c["chars"], "old_tokens": c["old_tokens"], "new_tokens": c["new_tokens"],
-            "old_tokens_per_char": round(c["old_tokens"] / max(c["chars"], 1), 4),
-            "new_tokens_per_char": round(c["new_tokens"] / max(c["chars"], 1), 4),
-            "old_tokens_per_record": round(c["old_tokens"] / max(c["records"], 1), 2),
-            "new_tokens_per_record": round(c["new_tokens"] / max(c["records"], 1), 2),
-            "new_over_old": round(c["new_tokens"] / max(c["old_tokens"], 1), 4),
-        }
-    return report
 
 
 def save_sentencepiece_tokenizer(source_dir: str, model_proto: bytes, target: str) -> None:
@@ -291,16 +227,6 @@ def init_tokenizer(config: ExpansionConfig) -> dict:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return report
-
-
-def print_report(report: dict) -> None:
-    print(f"vocabulary {report['old_vocab_size']:,} -> {report['new_vocab_size']:,}: {report['added']:,} pieces added, "
-          f"skipped {report['skipped']}, {report['unreachable']:,} unreachable (left out)")
-    if "compression" in report:
-        print(f"{'category':<24}{'records':>9}{'tok/char old':>14}{'new':>8}{'tok/rec old':>13}{'new':>9}{'new/old':>9}")
-        for category, c in report["compression"].items():
-            print(f"{category:<24}{c['records']:>9,}{c['old_tokens_per_char']:>14.3f}{c['new_tokens_per_char']:>8.3f}"
-                  f"{c['old_tokens_per_record']:>13.1f}{c['new_tokens_per_record']:>9.1f}{c['new_over_old']:>9.1%}")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -162,13 +162,13 @@ def test_readme_expand_command_runs(sp_tokenizer_dir, tmp_path):
     argv = shlex.split(line)[3:]
     argv[argv.index("--source_tokenizer_dir") + 1] = sp_tokenizer_dir
     argv[argv.index("--target_tokenizer_dir") + 1] = str(tmp_path / "out")
-    pieces = tmp_path / "pieces.jsonl"
-    pieces.write_text('{"piece": "群岛"}\n', encoding="utf-8")
-    argv[argv.index("--expand_tokens_file") + 1] = str(pieces)
     done = subprocess.run([sys.executable, "-m", "colossal_llama.tokenizer.init_tokenizer", *argv], cwd=REPO,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "vocabulary 1,000 -> 1,001: 1 pieces added" in done.stdout
+    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert report["added"] > 20 and report["unreachable"] == 0 and report["skipped"].get("duplicate", 0) == 0
+    assert f"vocabulary 1,000 -> {1000 + report['added']:,}" in done.stdout
+    assert report["compression"]["encyclopedia_zh"]["new_over_old"] < 1.0
 
 
 def test_readme_init_model_command_parses():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from colossal_llama.data.loader import BucketSampler, PackedCollator, positions_and_mask
+from colossal_llama.data.loader import BucketSampler, PackedCollator
 
 
 def test_buckets_in_order_shuffled_inside():

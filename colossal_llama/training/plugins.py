@@ -1,0 +1,84 @@
+"""Booster plugins as a table of constructors (the old script had a six-branch if/elif).
+
+On a machine without CUDA only `ddp` works: Gemini, ZeRO (LowLevelZero) and
+hybrid parallel assert CUDA when they are built, so they are refused before
+that, with a message that names the plugin and what it needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class PluginError(ValueError):
+    """A plugin that cannot run here, or a setting it does not take."""
+
+
+@dataclass
+class PluginSettings:
+    precision: str = "bf16"
+    tp: int = 1
+    pp: int = 1
+    sp: int = 1
+    zero_stage: int = 1
+    sp_mode: str | None = None
+    enable_sequence_parallelism: bool = False
+    zero_cpu_offload: bool = False
+    microbatch_size: int = 1
+
+
+def _ddp(s: PluginSettings):
+    from colossalai.booster.plugin import TorchDDPPlugin
+
+    return TorchDDPPlugin(find_unused_parameters=False)
+
+
+def _gemini(placement: str):
+    def build(s: PluginSettings):
+        from colossalai.booster.plugin import GeminiPlugin
+
+        return GeminiPlugin(precision=s.precision, placement_policy=placement, initial_scale=2**16, max_norm=0.0)
+    return build
+
+
+def _zero2(cpu_offload: bool):
+    def build(s: PluginSettings):
+        from colossalai.booster.plugin import LowLevelZeroPlugin
+
+        return LowLevelZeroPlugin(stage=2, precision=s.precision, initial_scale=2**16, cpu_offload=cpu_offload)
+    return build
+
+
+def _hybrid(s: PluginSettings):
+    from colossalai.booster.plugin import HybridParallelPlugin
+
+    return HybridParallelPlugin(tp_size=s.tp, pp_size=s.pp, sp_size=s.sp, sequential_parallelism_mode=s.sp_mode,
+                                enable_sequence_parallelism=s.enable_sequence_parallelism, zero_stage=s.zero_stage,
+                                cpu_offload=s.zero_cpu_offload, precision=s.precision,
+                                microbatch_size=s.microbatch_size, initial_scale=1)
+
+
+# name -> (constructor, needs CUDA)
+PLUGINS = {
+    "ddp": (_ddp, False),
+    "gemini": (_gemini("static"), True),
+    "gemini_auto": (_gemini("auto"), True),
+    "zero2": (_zero2(cpu_offload=False), True),
+    "zero2_cpu": (_zero2(cpu_offload=True), True),
+    "3d": (_hybrid, True),
+}
+
+
+def make_plugin(name: str, settings: PluginSettings, cuda_available: bool):
+    """Build the plugin `name`.
+
+    Raises:
+        PluginError: an unknown name, or a CUDA-only plugin without CUDA.
+    """
+    if name not in PLUGINS:
+        raise PluginError(f"--plugin must be one of {sorted(PLUGINS)}, got {name!r}")
+    build, needs_cuda = PLUGINS[name]
+    if needs_cuda and not cuda_available:
+        raise PluginError(f"--plugin {name} needs CUDA GPUs (ColossalAI builds it on CUDA only); "
+                          "on a machine without a GPU use --plugin ddp")
+    return build(settings)

@@ -132,6 +132,7 @@ def test_demo_runs(tmp_path):
     assert "--- document 1: tokens 0-" in done.stdout and "[[<s>" in done.stdout  # inspected rows, spans marked
     assert (tmp_path / "data" / "pretrain" / "manifest.json").exists()
     assert (tmp_path / "data" / "sft" / "tokenizer" / "tokenizer_config.json").exists()
+    assert "pieces added" in done.stdout and (tmp_path / "tokenizer-zh" / "report.json").exists()
 
 
 @pytest.mark.parametrize("script, folder", [("make_sample_data.py", SAMPLE_PRETRAIN),

@@ -6,8 +6,9 @@ Today it trains a small LLaMA-style tokenizer on the bundled bilingual corpus
 (applications/quickstart/data/pretrain), prepares that corpus into packed,
 bucketed Arrow shards with the real command line (prepare_pretrain_dataset.py),
 prepares the bundled conversations (applications/quickstart/data/sft) with
-prepare_sft_dataset.py, and prints the statistics and a packed row of each,
-trained-on spans marked. Training stages join it as they land.
+prepare_sft_dataset.py, prints the statistics and a packed row of each,
+trained-on spans marked, and expands the tokenizer with the bundled Chinese
+pieces (compression report). Training stages join it as they land.
 """
 
 from __future__ import annotations
@@ -79,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     step("5. a packed SFT row: only the assistant replies are trained on")
     run([sys.executable, "-m", "colossal_llama.data.inspect", os.path.join(sft_dir, "arrow", "part-00000"),
          "--index", "0"])
+
+    step("6. vocabulary expansion: bundled Chinese pieces added as real pieces, compression measured")
+    run([sys.executable, "-m", "colossal_llama.tokenizer.init_tokenizer", "--source_tokenizer_dir", tokenizer_dir,
+         "--target_tokenizer_dir", os.path.join(args.run_dir, "tokenizer-zh"), "--expand_tokens_file",
+         os.path.join(HERE, "data", "pieces_zh.jsonl"), "--report_corpus", DATA, "--overwrite"])
     print(f"\noutputs under {args.run_dir}")
     return 0
 

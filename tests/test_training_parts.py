@@ -56,3 +56,32 @@ def test_plugins_on_cpu():
     with pytest.raises(PluginError, match="must be one of"):
         make_plugin("fsdp", PluginSettings(), cuda_available=False)
     assert sorted(PLUGINS) == ["3d", "ddp", "gemini", "gemini_auto", "zero2", "zero2_cpu"]
+
+
+def test_token_weighted_accumulation_equals_one_big_batch():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from colossal_llama.training.loss import loss_sum, step_tokens
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1))
+    ids = torch.randint(3, 40, (4, 9))
+    labels = ids.clone()
+    labels[0, :7] = -100  # micro-batches with very different numbers of label tokens
+    labels[1, :2] = -100
+    micro = [{"input_ids": ids[:1], "labels": labels[:1]}, {"input_ids": ids[1:], "labels": labels[1:]}]
+    total = step_tokens(micro)
+    assert total == int((labels[:, 1:] != -100).sum())
+    for b in micro:
+        (loss_sum(model(input_ids=b["input_ids"]).logits, b["labels"]) / total).backward()
+    accumulated = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    (loss_sum(model(input_ids=ids).logits, labels) / total).backward()
+    for a, b in zip(accumulated, (p.grad for p in model.parameters())):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    model.zero_grad()  # the usual mean per micro-batch is not the same thing
+    for b in micro:
+        out = model(input_ids=b["input_ids"], labels=b["labels"])
+        (out.loss / len(micro)).backward()
+    assert not all(torch.allclose(a, p.grad, rtol=1e-3) for a, p in zip(accumulated, model.parameters()))

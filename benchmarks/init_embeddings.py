@@ -88,7 +88,12 @@ def end_to_end(work: str, old_dir: str, new_dir: str) -> None:
           f"peak RSS {peak_rss_mib():,.0f} MiB")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
+    if not os.path.isdir(REALDATA):
+        sys.exit(f"needs {REALDATA} (the LLaMA-2 tokenizer and chinese_sp.model)")
     work = tempfile.mkdtemp(prefix="bench_init_")
     try:
         old_dir, new_dir, old, new = expanded_tokenizers(work)

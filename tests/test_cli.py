@@ -182,3 +182,22 @@ def test_readme_init_model_command_parses():
         for flag in action.option_strings:
             if flag.startswith("--") and flag != "--help":
                 assert f"`{flag}`" in README, flag
+
+
+@pytest.mark.parametrize("script", ["prepare_pretrain.py", "prepare_sft.py", "init_embeddings.py"])
+def test_benchmark_help(script):
+    done = subprocess.run([sys.executable, f"benchmarks/{script}", "--help"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0 and "usage:" in done.stdout
+
+
+def test_benchmarks_run_on_bundled_data(sp_tokenizer_dir):
+    """The data benchmarks for real, on the small bundled corpora (the figures come from ../shared/realdata)."""
+    common = ["--tokenizer_dir", sp_tokenizer_dir, "--repeat", "1", "--runs", "1", "--max_length", "512"]
+    done = subprocess.run([sys.executable, "benchmarks/prepare_pretrain.py", "--input_dir", SAMPLE_PRETRAIN, *common],
+                          cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "362 records" in done.stdout and "(100.00% accounted for)" in done.stdout
+    done = subprocess.run([sys.executable, "benchmarks/prepare_sft.py", "--input_dir", SAMPLE_SFT,
+                           "--llama_version", "2", *common], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "conversations     kept 160" in done.stdout and "fill --no-pack" in done.stdout

@@ -202,3 +202,13 @@ def test_byte_alphabet_matches_the_tokenizers_library():
     pre = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     for text in ["你好", "héllo wörld", "\n\t ~"]:
         assert to_byte_level(text) == "".join(w for w, _ in pre.pre_tokenize_str(text))
+
+
+def test_bad_report_corpus_line(sp_tokenizer_dir, tmp_path):
+    pieces = write_pieces(tmp_path / "p.jsonl", NEW)
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"target": "fine", "source": ""}\n{"target": 5}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=f"^{corpus}:2: not a record this report can read"):
+        init_tokenizer(ExpansionConfig(source_tokenizer_dir=sp_tokenizer_dir, target_tokenizer_dir=str(tmp_path / "o"),
+                                       expand_tokens_file=[pieces], report_corpus=[str(corpus)]))
+    assert not (tmp_path / "o").exists()

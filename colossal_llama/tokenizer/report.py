@@ -38,18 +38,33 @@ def corpus_texts(paths: list[str]):
         name = os.path.basename(path).split(".")[0]
         opener = gzip.open if path.endswith(".gz") else open
         with opener(path, "rt", encoding="utf-8") as f:
-            for line in f:
+            for number, line in enumerate(f, start=1):
                 if not line.strip():
                     continue
                 if ".jsonl" not in path:
                     yield name, line.rstrip("\n")
                     continue
-                obj = json.loads(line)
-                if "messages" in obj:
-                    text = "\n".join(m.get("content", "") for m in obj["messages"])
-                else:
-                    text = obj.get("source", "") + obj.get("target", obj.get("text", ""))
-                yield obj.get("category", name), text
+                yield _record_text(path, number, line, name)
+
+
+def _record_text(path: str, number: int, line: str, default_category: str) -> tuple[str, str]:
+    """(category, text) of one jsonl line: pretraining, conversation or {"text"} record.
+
+    Raises:
+        DataError: the line is not a JSON object with string texts (file and line named).
+    """
+    try:
+        obj = json.loads(line)
+        if "messages" in obj:
+            text = "\n".join(m["content"] for m in obj["messages"])
+        else:
+            text = obj.get("source", "") + obj.get("target", obj.get("text", ""))
+        category = obj.get("category", default_category)
+        if not isinstance(text, str) or not isinstance(category, str):
+            raise TypeError("texts and category must be strings")
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise DataError(f"{path}:{number}: not a record this report can read ({exc})") from None
+    return category, text
 
 
 def compression(old, new, records) -> dict:

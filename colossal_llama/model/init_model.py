@@ -66,7 +66,11 @@ def resize(matrix: torch.Tensor, plan, size: int) -> torch.Tensor:
     """The new matrix: copied rows exactly, the others as means (in float32, then the matrix's dtype)."""
     keep_new, keep_old, parts, fresh = plan
     out = torch.empty(size, matrix.shape[1], dtype=matrix.dtype)
-    out[keep_new] = matrix[keep_old]
+    n = len(keep_new)
+    if keep_new == keep_old == list(range(n)):  # merging: the old rows are a prefix, copied without a gather
+        out[:n] = matrix[:n]
+    else:
+        out[keep_new] = matrix[keep_old]
     if fresh:
         out[fresh] = mean_rows(matrix, parts).to(matrix.dtype)
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -53,3 +54,15 @@ def run_once(command: list[str]) -> tuple[float, int, str]:
     if proc.returncode != 0:
         sys.exit(f"preparation failed ({proc.returncode}):\n{err}")
     return wall, peak, err
+
+
+def benchmark_parser(doc: str, corpus: str, max_length: int) -> argparse.ArgumentParser:
+    """The options both data benchmarks take: corpus, tokenizer, copies, max_length, workers, runs."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--input_dir", default=os.path.join(REALDATA, corpus))
+    p.add_argument("--tokenizer_dir", default=None, help="default: the LLaMA-2 tokenizer of ../shared/realdata")
+    p.add_argument("--repeat", type=int, default=10, help="copies of the corpus")
+    p.add_argument("--max_length", type=int, default=max_length)
+    p.add_argument("--num_workers", type=int, default=os.cpu_count())
+    p.add_argument("--runs", type=int, default=5, help="timed runs; the median and the best are reported")
+    return p

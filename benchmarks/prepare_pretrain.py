@@ -15,7 +15,6 @@ cores (../shared/realdata/README.md): 78 s, about 56,000 tokens/s; it kept
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -24,7 +23,7 @@ import statistics
 import sys
 import tempfile
 
-from _common import REALDATA, REPO, make_corpus, make_llama2_tokenizer, run_once
+from _common import REPO, benchmark_parser, make_corpus, make_llama2_tokenizer, run_once
 
 OLD_TOKENS_PER_S = 56_000
 
@@ -44,14 +43,8 @@ def fill_without_lightest_rows(out: str, max_length: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--input_dir", default=os.path.join(REALDATA, "pretrain"))
-    p.add_argument("--tokenizer_dir", default=None, help="default: the LLaMA-2 tokenizer of ../shared/realdata")
-    p.add_argument("--repeat", type=int, default=10, help="copies of the corpus")
-    p.add_argument("--max_length", type=int, default=4096)
+    p = benchmark_parser(__doc__, "pretrain", max_length=4096)
     p.add_argument("--num_spliced_dataset_bins", type=int, default=10)
-    p.add_argument("--num_workers", type=int, default=os.cpu_count())
-    p.add_argument("--runs", type=int, default=5, help="timed runs; the median and the best are reported")
     args = p.parse_args(argv)
 
     work = tempfile.mkdtemp(prefix="bench_prepare_")

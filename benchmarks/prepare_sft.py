@@ -15,7 +15,6 @@ conversation per row padded to max_length: about 59% fill.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -23,20 +22,14 @@ import statistics
 import sys
 import tempfile
 
-from _common import REALDATA, REPO, make_corpus, make_llama2_tokenizer, run_once
+from _common import REPO, benchmark_parser, make_corpus, make_llama2_tokenizer, run_once
 
 OLD_TOKENS_PER_S = 17_000
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--input_dir", default=os.path.join(REALDATA, "sft"))
-    p.add_argument("--tokenizer_dir", default=None, help="default: the LLaMA-2 tokenizer of ../shared/realdata")
-    p.add_argument("--repeat", type=int, default=10, help="copies of the corpus")
-    p.add_argument("--max_length", type=int, default=512)
+    p = benchmark_parser(__doc__, "sft", max_length=512)
     p.add_argument("--llama_version", type=int, default=2)
-    p.add_argument("--num_workers", type=int, default=os.cpu_count())
-    p.add_argument("--runs", type=int, default=5, help="timed runs; the median and the best are reported")
     args = p.parse_args(argv)
 
     work = tempfile.mkdtemp(prefix="bench_sft_")

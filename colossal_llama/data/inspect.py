@@ -15,7 +15,8 @@ import json
 import os
 import sys
 
-IGNORE_INDEX = -100
+from colossal_llama.data.tokenize import IGNORE_INDEX
+
 GREEN, RESET = "\033[42;30m", "\033[0m"
 
 

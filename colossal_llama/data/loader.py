@@ -26,18 +26,11 @@ transformers' LLaMA takes as it is for the eager and sdpa attention paths.
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 import numpy as np
 import torch
 
-IGNORE_INDEX = -100
-
-
-def _rng(seed: int, *purpose) -> np.random.Generator:
-    digest = hashlib.sha256(json.dumps([seed, *purpose]).encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+from colossal_llama.data.buckets import derived_rng
+from colossal_llama.data.tokenize import IGNORE_INDEX
 
 
 class BucketSampler(torch.utils.data.Sampler):
@@ -59,7 +52,7 @@ class BucketSampler(torch.utils.data.Sampler):
         parts, offset = [], 0
         for k, size in enumerate(self.bucket_sizes):
             part = np.arange(offset, offset + size)
-            parts.append(part[_rng(self.seed, "bucket", epoch, k).permutation(size)] if self.shuffle else part)
+            parts.append(part[derived_rng(self.seed, "bucket", epoch, k).permutation(size)] if self.shuffle else part)
             offset += size
         return np.concatenate(parts)[: self.total] if parts else np.zeros(0, dtype=np.int64)
 

@@ -19,6 +19,7 @@ from colossal_llama.config import ConfigError, SftDataConfig, parse_sft_data_arg
 from colossal_llama.data.conversations import HFChatRecords, SftRecords
 from colossal_llama.data.prepare import log, prepare_dataset, run_cli
 from colossal_llama.data.templates import TEMPLATES, HFChatTemplate, HumanAssistantTemplate
+from colossal_llama.tokenizer.encoder import SlowEncoder
 from colossal_llama.tokenizer.loading import TokenizerError
 
 ROUND_TRIP_SAMPLE = [  # short, so that it fits small max_length values too
@@ -97,23 +98,13 @@ class SftJob:
                                   "llama_version": self.config.llama_version, "round_trip": same}}
 
 
-class _HFEncoder:
-    """`tok` as the plain HF call (the reference), for one-off checks."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-
-
 def round_trip_ok(tokenizer, kind, info) -> bool | None:
     """Does `apply_chat_template(messages, tokenize=True)` equal the training ids of a sample?
 
     None when max_length is too small for even one turn of the sample.
     """
     contents = tuple(m["content"] for m in ROUND_TRIP_SAMPLE)
-    batch = kind.tokenize([(contents, False)], _HFEncoder(tokenizer), info)
+    batch = kind.tokenize([(contents, False)], SlowEncoder(tokenizer=tokenizer), info)
     if not batch.kept:
         return None
     kept = ROUND_TRIP_SAMPLE[: 2 * batch.stats["turns_kept"]]  # the turns that fit max_length

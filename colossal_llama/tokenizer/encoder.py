@@ -51,10 +51,14 @@ class FastEncoder:
 
 
 class SlowEncoder:
-    def __init__(self, tokenizer_dir: str):
-        from transformers import AutoTokenizer
+    """The plain HF call: a slow tokenizer loaded from a folder, or any tokenizer object given."""
 
-        self._tk = AutoTokenizer.from_pretrained(tokenizer_dir, use_fast=False)
+    def __init__(self, tokenizer_dir: str | None = None, tokenizer=None):
+        if tokenizer is None:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, use_fast=False)
+        self._tk = tokenizer
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return self._tk(texts, add_special_tokens=False)["input_ids"]

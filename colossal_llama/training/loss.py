@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-IGNORE_INDEX = -100
+from colossal_llama.data.tokenize import IGNORE_INDEX
 
 
 def label_tokens(labels: torch.Tensor) -> int:

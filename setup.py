@@ -37,6 +37,7 @@ setup(
             "colossal-llama-inspect=colossal_llama.data.inspect:main",
             "colossal-llama-expand-tokenizer=colossal_llama.tokenizer.init_tokenizer:main",
             "colossal-llama-init-model=colossal_llama.model.init_model:main",
+            "colossal-llama-train=colossal_llama.training.cli:main",
         ]
     },
 )

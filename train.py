@@ -1,13 +1,15 @@
 """Train a LLaMA-family model on prepared buckets with ColossalAI's Booster.
 
-Not built yet: this shim only says so. Its flags and behaviour are specified
-in the training issue; until it lands, prepare data with
-prepare_pretrain_dataset.py.
+    python train.py --plugin ddp --pretrained model --dataset out/arrow/part-00000 --mixed_precision fp32
+    colossalai run --nproc_per_node 8 train.py --config stage1.yaml
+    torchrun --nproc_per_node 2 train.py --plugin ddp ...
+
+Every flag: `python train.py --help`; the library: colossal_llama/training/.
 """
 
 import sys
 
 if __name__ == "__main__":
-    print("train.py: not yet implemented (training lands with its own issue); "
-          "prepare_pretrain_dataset.py works today.", file=sys.stderr)
-    sys.exit(2)
+    from colossal_llama.training.cli import main
+
+    sys.exit(main())

@@ -47,3 +47,19 @@ def tiny_llama(sp_tokenizer_dir):
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                          bos_token_id=1, eos_token_id=2)
     return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, sp_tokenizer_dir) -> str:
+    """An HF folder: the SentencePiece test tokenizer and a 2-layer LLaMA (fp32, untied head)."""
+    from helpers import save_tiny_model
+
+    return save_tiny_model(sp_tokenizer_dir, str(tmp_path_factory.mktemp("tiny_model")))
+
+
+@pytest.fixture(scope="session")
+def pretrain_parts(tmp_path_factory, tiny_model_dir) -> list[str]:
+    """The bundled pretraining sample prepared for the tiny model: rows of 128 tokens, 2 buckets."""
+    from helpers import prepare_parts
+
+    return prepare_parts("pretrain", tiny_model_dir, str(tmp_path_factory.mktemp("pretrain_data") / "out"), 128, 2)

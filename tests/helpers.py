@@ -156,3 +156,33 @@ def reference_sft(tokenizer, messages: list[dict], max_length: int, llama_versio
         assert ids[end - 1] == tokenizer.convert_tokens_to_ids(close)
         labels[start:end] = ids[start:end]
     return ids, labels
+
+
+def save_tiny_model(tokenizer_dir: str, out_dir: str, layers: int = 2, tie: bool = False) -> str:
+    """A tiny LlamaForCausalLM sized for the tokenizer in `tokenizer_dir`, saved with it to `out_dir`."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         tie_word_embeddings=tie)
+    LlamaForCausalLM(config).save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def prepare_parts(kind: str, tokenizer_dir: str, out_dir: str, max_length: int, bins: int, extra=()) -> list[str]:
+    """Run the data preparation CLI on the bundled sample; returns the part folders in order."""
+    from colossal_llama.data.pretrain import main as pretrain_main
+    from colossal_llama.data.sft import main as sft_main
+
+    source = SAMPLE_PRETRAIN if kind == "pretrain" else SAMPLE_SFT
+    argv = ["--data_input_dirs", source, "--tokenizer_dir", tokenizer_dir, "--data_output_dirs", out_dir,
+            "--max_length", str(max_length), "--num_spliced_dataset_bins", str(bins), "--num_workers", "1", *extra]
+    code = (pretrain_main if kind == "pretrain" else sft_main)(argv)
+    assert code in (0, None), f"preparing {kind} data failed"
+    arrow = os.path.join(out_dir, "arrow")
+    return [os.path.join(arrow, p) for p in sorted(os.listdir(arrow))]

@@ -78,10 +78,14 @@ class BucketSampler(torch.utils.data.Sampler):
         self.set_epoch(state["epoch"], state["position"])
 
 
-def positions_and_mask(seq_lengths: list[list[int]], length: int, dtype: torch.dtype):
-    """Per-document position ids (B, L) and the additive block-causal mask (B, 1, L, L)."""
+def positions_and_mask(seq_lengths: list[list[int]], length: int, dtype: torch.dtype, with_mask: bool = True):
+    """Per-document position ids (B, L) and the additive block-causal mask (B, 1, L, L) or None."""
     batch = len(seq_lengths)
     positions = torch.zeros(batch, length, dtype=torch.long)
+    if not with_mask:
+        for b, lengths in enumerate(seq_lengths):
+            positions[b, : sum(lengths)] = torch.cat([torch.arange(n) for n in lengths])
+        return positions, None
     allowed = torch.zeros(batch, length, length, dtype=torch.bool)
     causal = torch.ones(length, length, dtype=torch.bool).tril()
     for b, lengths in enumerate(seq_lengths):
@@ -106,16 +110,22 @@ class PackedCollator:
             them see each other ("cross": a plain 2-D padding mask).
         max_length: with padding="max_length", pad every batch to it.
         mask_dtype: dtype of the additive 4-D mask (the model's compute dtype).
+        varlen: with isolation, give only the restarting position ids and no
+            mask: FlashAttention-2 in transformers then splits the row into its
+            documents (variable-length attention) instead of taking an L x L mask.
+
+    The batch also holds "lengths" (non-padding tokens per row) and, when the
+    rows have them, "category" (a list of strings).
     """
 
     def __init__(self, pad_token_id: int, isolate: bool = True, padding: str = "longest",
-                 max_length: int | None = None, mask_dtype: torch.dtype = torch.float32):
+                 max_length: int | None = None, mask_dtype: torch.dtype = torch.float32, varlen: bool = False):
         if padding not in ("longest", "max_length"):
             raise ValueError(f"padding must be 'longest' or 'max_length', got {padding!r}")
         if padding == "max_length" and not max_length:
             raise ValueError("padding='max_length' needs max_length")
         self.pad_token_id, self.isolate, self.padding = pad_token_id, isolate, padding
-        self.max_length, self.mask_dtype = max_length, mask_dtype
+        self.max_length, self.mask_dtype, self.varlen = max_length, mask_dtype, varlen
 
     def __call__(self, rows: list[dict]) -> dict:
         lengths = [len(r["input_ids"]) for r in rows]
@@ -127,13 +137,17 @@ class PackedCollator:
         for b, row in enumerate(rows):
             input_ids[b, : lengths[b]] = torch.as_tensor(row["input_ids"])
             labels[b, : lengths[b]] = torch.as_tensor(row["labels"])
-        batch = {"input_ids": input_ids, "labels": labels}
+        batch = {"input_ids": input_ids, "labels": labels, "lengths": torch.tensor(lengths)}
         if self.isolate:
             seq = [list(r.get("seq_lengths") or [len(r["input_ids"])]) for r in rows]
-            batch["position_ids"], batch["attention_mask"] = positions_and_mask(seq, length, self.mask_dtype)
+            batch["position_ids"], mask = positions_and_mask(seq, length, self.mask_dtype, with_mask=not self.varlen)
+            if mask is not None:
+                batch["attention_mask"] = mask
             # a causal LM predicts label t+1 from token t: the first token of a document would be
             # predicted from the previous document's last token, which a document run alone never does
             labels[batch["position_ids"] == 0] = IGNORE_INDEX
         else:
             batch["attention_mask"] = (torch.arange(length)[None, :] < torch.tensor(lengths)[:, None]).long()
+        if "category" in rows[0]:
+            batch["category"] = [r["category"] for r in rows]
         return batch

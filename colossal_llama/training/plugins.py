@@ -25,6 +25,19 @@ class PluginSettings:
     enable_sequence_parallelism: bool = False
     zero_cpu_offload: bool = False
     microbatch_size: int = 1
+    max_norm: float = 0.0
+    enable_flash_attention: bool = False
+    gradient_accumulation: bool = False
+
+
+def settings_from(config) -> PluginSettings:
+    """The plugin-relevant part of a TrainConfig."""
+    return PluginSettings(precision=config.mixed_precision, tp=config.tp, pp=config.pp, sp=config.sp,
+                          zero_stage=config.zero_stage, sp_mode=config.sp_mode if config.enable_sequence_parallelism
+                          else None, enable_sequence_parallelism=config.enable_sequence_parallelism,
+                          zero_cpu_offload=config.zero_cpu_offload, microbatch_size=config.microbatch_size,
+                          max_norm=config.grad_clip, enable_flash_attention=config.use_flash_attn,
+                          gradient_accumulation=config.accumulation_steps > 1)
 
 
 def _ddp(s: PluginSettings):
@@ -37,7 +50,8 @@ def _gemini(placement: str):
     def build(s: PluginSettings):
         from colossalai.booster.plugin import GeminiPlugin
 
-        return GeminiPlugin(precision=s.precision, placement_policy=placement, initial_scale=2**16, max_norm=0.0)
+        return GeminiPlugin(precision=s.precision, placement_policy=placement, initial_scale=2**16,
+                            max_norm=s.max_norm, enable_gradient_accumulation=s.gradient_accumulation)
     return build
 
 
@@ -45,17 +59,20 @@ def _zero2(cpu_offload: bool):
     def build(s: PluginSettings):
         from colossalai.booster.plugin import LowLevelZeroPlugin
 
-        return LowLevelZeroPlugin(stage=2, precision=s.precision, initial_scale=2**16, cpu_offload=cpu_offload)
+        return LowLevelZeroPlugin(stage=2, precision=s.precision, initial_scale=2**16, cpu_offload=cpu_offload,
+                                  max_norm=s.max_norm)
     return build
 
 
 def _hybrid(s: PluginSettings):
     from colossalai.booster.plugin import HybridParallelPlugin
 
-    return HybridParallelPlugin(tp_size=s.tp, pp_size=s.pp, sp_size=s.sp, sequential_parallelism_mode=s.sp_mode,
+    return HybridParallelPlugin(tp_size=s.tp, pp_size=s.pp, sp_size=s.sp, sequence_parallelism_mode=s.sp_mode,
                                 enable_sequence_parallelism=s.enable_sequence_parallelism, zero_stage=s.zero_stage,
                                 cpu_offload=s.zero_cpu_offload, precision=s.precision,
-                                microbatch_size=s.microbatch_size, initial_scale=1)
+                                microbatch_size=s.microbatch_size if s.pp > 1 else None, initial_scale=1,
+                                max_norm=s.max_norm, enable_flash_attention=s.enable_flash_attention,
+                                parallel_output=False)
 
 
 # name -> (constructor, needs CUDA)

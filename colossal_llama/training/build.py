@@ -1,0 +1,155 @@
+"""setup(): from a TrainConfig to a Run ready for fit(), every user error raised before the first step.
+
+Order: check the config against the machine -> process group -> plugin and
+booster -> tokenizer -> data (checked against tokenizer and model length) ->
+model (freezing, LoRA, NEFTune, gradient checkpointing) -> optimizer and
+schedule -> boost -> resume or load weights -> monitor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import torch
+import torch.distributed as dist
+
+from colossal_llama.config import ConfigError
+from colossal_llama.model.freeze import freeze_all_but_embeddings, train_only_new_rows
+from colossal_llama.model.training_model import (add_neftune, enable_grad_checkpointing, load_causal_lm, lora_config,
+                                                 model_signature)
+from colossal_llama.training.config import TrainConfig
+from colossal_llama.training.feed import build_feeds
+from colossal_llama.training.loop import Run, autocast_for, check_config, pick_step, total_steps, world_info
+from colossal_llama.training.metrics import Monitor, device_peak_flops, flops_per_token
+from colossal_llama.training.plugins import make_plugin, settings_from
+from colossal_llama.training.resume import TrainState, load_checkpoint, load_weights, resolve_checkpoint
+from colossal_llama.training.schedule import warmup_cosine
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def init_distributed(seed: int) -> None:
+    """Join the process group the launcher describes; a plain `python train.py` is a group of one."""
+    import colossalai
+
+    if dist.is_initialized():
+        return
+    if "RANK" not in os.environ:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    colossalai.launch_from_torch(seed=seed, verbose=False)
+
+
+def build_model(config: TrainConfig, booster, dtype: torch.dtype):
+    """The model to boost, and the signature of the base model (before LoRA)."""
+    attention = "flash_attention_2" if config.use_flash_attn else "sdpa"
+    # ddp keeps fp32 master weights (autocast computes in bf16); the other plugins keep their own fp32 copies
+    model = load_causal_lm(config.pretrained, torch.float32 if config.plugin == "ddp" else dtype, attention,
+                           config.trust_remote_code)
+    signature = model_signature(model)
+    if config.train_new_rows_only:
+        vocab = model.get_input_embeddings().weight.shape[0]
+        if config.train_new_rows_only >= vocab:
+            raise ConfigError(f"--train_new_rows_only {config.train_new_rows_only}: the model has {vocab} rows, "
+                              "so no row is new")
+        train_only_new_rows(model, config.train_new_rows_only)
+    elif config.freeze_non_embeds_params:
+        freeze_all_but_embeddings(model)
+    if config.use_grad_checkpoint:
+        enable_grad_checkpointing(model)
+    if config.lora_rank:
+        if not booster.plugin.support_lora():
+            raise ConfigError(f"--lora_rank does not work with --plugin {config.plugin} (ColossalAI's plugin has "
+                              "no LoRA support); use ddp or 3d")
+        model = booster.enable_lora(model, lora_config=lora_config(config.lora_rank, config.lora_alpha))
+    if config.use_neft:
+        add_neftune(model, config.neft_alpha)
+    return model, signature
+
+
+def make_optimizer(config: TrainConfig, model):
+    params = [p for p in model.parameters() if p.requires_grad]
+    # decoupled weight decay would shrink the frozen old rows, whose gradient is masked to zero
+    decay = 0.0 if config.train_new_rows_only else config.weight_decay
+    if torch.cuda.is_available():
+        from colossalai.nn.optimizer import HybridAdam
+
+        return HybridAdam(params, lr=config.lr, betas=(0.9, 0.95), weight_decay=decay, adamw_mode=True)
+    # HybridAdam needs its CPU-Adam kernel, which a CPU-only install lacks
+    return torch.optim.AdamW(params, lr=config.lr, betas=(0.9, 0.95), weight_decay=decay)
+
+
+def write_config(config: TrainConfig, is_main: bool) -> None:
+    path = config.config_file or os.path.join(config.save_dir, "train_config.json")
+    if is_main:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(config.to_dict(), f, indent=2)
+
+
+def load_tokenizer_for(config: TrainConfig):
+    from colossal_llama.tokenizer.loading import TokenizerError, load_tokenizer
+
+    try:
+        return load_tokenizer(config.pretrained)
+    except TokenizerError as exc:
+        raise ConfigError(str(exc).replace("--tokenizer_dir", "--pretrained")) from exc
+
+
+def make_monitor(run: Run, model_config) -> Monitor:
+    peak = flops = None
+    if torch.cuda.is_available():
+        peak = device_peak_flops(torch.cuda.get_device_name())
+        parameters = run.signature["parameters"]
+        flops = lambda length: flops_per_token(parameters, model_config.num_hidden_layers,  # noqa: E731
+                                               model_config.hidden_size, length)
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    return Monitor(run.config, run.is_main, run.total_steps, run.state.step, flops, peak, devices=world)
+
+
+def setup(config: TrainConfig) -> Run:
+    """Build everything fit() needs; raises ConfigError/DataError for user errors, before any step."""
+    from colossalai.accelerator import get_accelerator
+    from colossalai.booster import Booster
+    from transformers import AutoConfig
+
+    check_config(config)
+    init_distributed(config.seed)
+    rank = dist.get_rank()
+    device = torch.device(get_accelerator().get_current_device())
+    plugin = make_plugin(config.plugin, settings_from(config), torch.cuda.is_available())
+    mixed = "fp16" if config.plugin == "ddp" and config.mixed_precision == "fp16" else None
+    booster = Booster(plugin=plugin, mixed_precision=mixed)
+    dp_group, dp_size, dp_rank = world_info(plugin)
+    tokenizer = load_tokenizer_for(config)
+    model_config = AutoConfig.from_pretrained(config.pretrained, trust_remote_code=config.trust_remote_code)
+    dtype = DTYPES[config.mixed_precision]
+    train, evaluation = build_feeds(config, tokenizer, model_config.vocab_size, model_config.max_position_embeddings,
+                                    dp_rank, dp_size, mask_dtype=dtype)
+    model, signature = build_model(config, booster, dtype)
+    optimizer = make_optimizer(config, model)
+    steps = total_steps(config, train.steps_per_epoch)
+    warmup = config.warmup_steps if config.warmup_steps is not None else int(0.025 * steps)
+    scheduler = warmup_cosine(optimizer, warmup, steps, min_lr=config.lr * config.min_lr_ratio)
+    model, optimizer, _, _, scheduler = booster.boost(model, optimizer, lr_scheduler=scheduler)
+    run = Run(config=config, booster=booster, model=model, optimizer=optimizer, scheduler=scheduler,
+              tokenizer=tokenizer, train=train, evaluation=evaluation, state=TrainState(), total_steps=steps,
+              signature=signature, device=device, rank=rank, dp_group=dp_group, dp_size=dp_size,
+              is_main=rank == 0, no_sync=config.plugin == "ddp", clips_in_loop=config.plugin == "ddp",
+              autocast=autocast_for(config, device), step_fn=pick_step(config))
+    checkpoint = resolve_checkpoint(config.load_checkpoint, config.save_dir)
+    if checkpoint and config.weights_only:
+        load_weights(run, checkpoint)
+    elif checkpoint:
+        load_checkpoint(run, checkpoint)
+        run.last_saved = run.state.step
+    write_config(config, run.is_main)
+    run.monitor = make_monitor(run, model_config)
+    if run.is_main and train.left_out:
+        run.monitor.note(f"note: {train.left_out} of {train.rows} rows do not fill a last global batch of "
+                         f"{train.global_batch} and are left out of each epoch")
+    return run

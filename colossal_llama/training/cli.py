@@ -1,0 +1,111 @@
+"""`train.py`'s command line: one flag per TrainConfig field, `--config FILE`, and main().
+
+    python train.py --config stage1.yaml --lr 1e-4          # the file's settings, lr overridden
+    colossalai run --nproc_per_node 2 train.py --plugin ddp --pretrained model --dataset out/arrow/part-*
+
+Precedence: TrainConfig defaults < the --config file (YAML or JSON, keys
+are the flag names) < flags given on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+from colossal_llama.config import ConfigError, field_help
+from colossal_llama.training.config import CHOICES, TrainConfig
+
+
+def _flag_type(annotation: str):
+    base = annotation.replace(" | None", "")
+    return {"int": int, "float": float, "str": str}[base]
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """The command line of `train.py`: one flag per TrainConfig field, plus --config."""
+    p = argparse.ArgumentParser(prog="train.py", argument_default=argparse.SUPPRESS,
+                                description="Train a LLaMA-family model on prepared buckets with ColossalAI.")
+    p.add_argument("--config", help="YAML or JSON file with any of the settings below (flags override it)")
+    for f in dataclasses.fields(TrainConfig):
+        help_text = field_help(TrainConfig, f.name)
+        if f.type == "bool":
+            p.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, help=help_text)
+        elif f.type == "list[str]":
+            p.add_argument(f"--{f.name}", nargs="+", help=help_text)
+        else:
+            p.add_argument(f"--{f.name}", type=_flag_type(f.type), choices=CHOICES.get(f.name), help=help_text)
+    return p
+
+
+def read_config_file(path: str) -> dict:
+    """Settings from a YAML or JSON file; unknown keys are errors naming the file and the key."""
+    import yaml
+
+    if not os.path.isfile(path):
+        raise ConfigError(f"--config {path}: file does not exist")
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
+        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            raise ConfigError(f"--config {path}: not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}")
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of setting: value, got {type(data).__name__}")
+    types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    for key, value in data.items():
+        if key not in types:
+            raise ConfigError(f"--config {path}: unknown key {key!r} (the keys are the flag names without --)")
+        data[key] = _coerce(path, key, value, types[key])
+    return data
+
+
+def _coerce(path: str, key: str, value, annotation: str):
+    """A file value as its field's type (YAML reads `3e-4` as a string, for one)."""
+    if value is None or annotation == "bool" and isinstance(value, bool):
+        return value
+    try:
+        if annotation == "list[str]":
+            return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+        if annotation != "bool":
+            return _flag_type(annotation)(value)
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(f"--config {path}: {key}: expected {annotation}, got {value!r}")
+
+
+def parse_train_args(argv: list[str] | None = None) -> TrainConfig:
+    """defaults < --config file < flags."""
+    given = vars(train_parser().parse_args(argv))
+    settings = read_config_file(given.pop("config")) if "config" in given else {}
+    settings.update(given)
+    try:
+        return TrainConfig(**settings)
+    except TypeError as exc:  # a file value of the wrong shape
+        raise ConfigError(f"config: {exc}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, set up, train, export. User errors print one line and exit with status 2."""
+    import torch.distributed as dist
+
+    from colossal_llama.data.records import DataError
+    from colossal_llama.training.plugins import PluginError
+
+    try:
+        config = parse_train_args(argv)
+        from colossal_llama.training.build import setup
+        from colossal_llama.training.loop import fit
+
+        run = setup(config)
+        fit(run)
+    except (ConfigError, DataError, PluginError) as exc:
+        if not dist.is_initialized() or dist.get_rank() == 0:
+            print(f"train.py: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0

@@ -1,0 +1,83 @@
+"""The final HF model folder: safetensors weights, config, tokenizer with its chat template.
+
+    AutoModelForCausalLM.from_pretrained(export_dir); AutoTokenizer.from_pretrained(export_dir)
+
+The weights come from `booster.save_model`, which gathers them from whatever
+the plugin sharded. LoRA adapters are merged into the weights first, so the
+folder loads without peft. The chat template is the one the SFT data was
+prepared with (`<data out>/tokenizer`), else the model tokenizer's own.
+Written to `<export_dir>.partial` and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import torch.distributed as dist
+
+from colossal_llama.model.training_model import merged_for_export
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def data_chat_template(dataset_paths: list[str]) -> str | None:
+    """The chat template written beside the SFT data these parts come from, if any."""
+    for part in dataset_paths:
+        config = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(part))), "tokenizer",
+                              "tokenizer_config.json")
+        if os.path.isfile(config):
+            with open(config, encoding="utf-8") as f:
+                template = json.load(f).get("chat_template")
+            if template:
+                return template
+    return None
+
+
+def export_model(run, folder: str) -> str:
+    """Write the HF folder of the trained model; returns it."""
+    partial = folder.rstrip("/") + ".partial"
+    if run.is_main:
+        shutil.rmtree(partial, ignore_errors=True)
+        os.makedirs(partial)
+    _barrier()
+    unwrapped = run.model.unwrap(unwrap_peft=False) if hasattr(run.model, "unwrap") else run.model
+    if run.config.lora_rank and run.config.plugin == "ddp":
+        # every rank holds the whole model under ddp: merge the adapters and save plain transformers weights
+        merged = merged_for_export(unwrapped)
+        if run.is_main:
+            merged.save_pretrained(partial, safe_serialization=True)
+    else:
+        run.booster.save_model(run.model, partial, shard=True, use_safetensors=True)
+        if run.is_main:
+            model = merged_for_export(unwrapped)
+            model.config.save_pretrained(partial)
+            if getattr(model, "generation_config", None) is not None:
+                model.generation_config.save_pretrained(partial)
+    if run.is_main:
+        _write_tokenizer(run, partial)
+        if os.path.exists(folder):
+            shutil.rmtree(folder)
+        os.rename(partial, folder)
+    _barrier()
+    return folder
+
+
+def _write_tokenizer(run, folder: str) -> None:
+    tokenizer = run.tokenizer
+    template = data_chat_template(run.config.dataset)
+    if template:
+        tokenizer.chat_template = template
+    tokenizer.save_pretrained(folder)
+    # transformers 4.51 writes the template to chat_template.jinja only; older loaders read tokenizer_config.json
+    path = os.path.join(folder, "tokenizer_config.json")
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+    if tokenizer.chat_template:
+        config["chat_template"] = tokenizer.chat_template
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=2, ensure_ascii=False)

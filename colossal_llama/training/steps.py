@@ -1,0 +1,177 @@
+"""One optimizer step, two ways, and evaluation.
+
+`accumulate_step`: forward + backward of each micro-batch (gradients summed,
+synchronised on the last one only where the plugin allows), then one
+optimizer and one scheduler step. `pipeline_step`: the same through
+ColossalAI's pipeline schedule (--pp > 1), which splits one batch into
+micro-batches itself. Both weigh every label token of the step equally over
+micro-batches and data-parallel ranks (see loss.py): every plugin averages
+gradients over the data-parallel ranks, so each rank's backward uses
+dp_size * (its summed loss) / (label tokens of the whole step).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+
+from colossal_llama.data.tokenize import IGNORE_INDEX
+from colossal_llama.training.loss import step_tokens
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")
+
+
+@dataclass
+class StepResult:
+    loss: float
+    """Mean loss over every label token of the step, all ranks."""
+    tokens: int
+    """Label tokens of the step, all ranks."""
+    input_tokens: int
+    """Non-padding input tokens of the step, all ranks."""
+    row_length: int
+    """Padded row length of the step's last micro-batch (for the attention FLOPs)."""
+    grad_norm: float | None = None
+    category_loss: dict = field(default_factory=dict)
+
+
+def row_loss_sums(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Summed next-token cross entropy of each row (float32), shape (B,)."""
+    logits = logits[:, :-1].float()
+    target = labels[:, 1:]
+    losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE_INDEX,
+                                               reduction="none")
+    return losses.sum(dim=1)
+
+
+def model_inputs(batch: dict, device) -> dict:
+    return {k: batch[k].to(device) for k in MODEL_INPUTS if k in batch}
+
+
+class CategoryTotals:
+    """Loss sums and label-token counts per category, summed over ranks on demand."""
+
+    def __init__(self, categories: list[str]):
+        self.index = {c: i for i, c in enumerate(categories)}
+        self.sums = torch.zeros(len(categories), dtype=torch.float64)
+        self.counts = torch.zeros(len(categories), dtype=torch.float64)
+
+    def add(self, batch: dict, row_sums: torch.Tensor) -> None:
+        if "category" not in batch:
+            return
+        counts = (batch["labels"][:, 1:] != IGNORE_INDEX).sum(dim=1)
+        for category, total, n in zip(batch["category"], row_sums.detach().double().cpu(), counts.tolist()):
+            i = self.index[category]
+            self.sums[i] += total
+            self.counts[i] += n
+
+    def reduce(self, device, group) -> dict:
+        both = torch.stack([self.sums, self.counts]).to(device)
+        if dist.is_initialized():
+            dist.all_reduce(both, group=group)
+        both = both.cpu()
+        return {c: float(both[0, i] / both[1, i]) for c, i in self.index.items() if both[1, i] > 0}
+
+
+def _sum_over(values: list[float], device, group) -> list[float]:
+    both = torch.tensor(values, dtype=torch.float64, device=device)
+    if dist.is_initialized():
+        dist.all_reduce(both, group=group)
+    return both.cpu().tolist()
+
+
+def _optimizer_step(run) -> float | None:
+    """Clip (where the loop owns clipping), step optimizer and scheduler; returns the gradient norm."""
+    norm = None
+    if run.clips_in_loop:
+        max_norm = run.config.grad_clip or float("inf")
+        norm = float(run.optimizer.clip_grad_by_norm(max_norm))
+    run.optimizer.step()
+    if not run.clips_in_loop:
+        try:
+            norm = float(run.optimizer.get_grad_norm())
+        except (NotImplementedError, AttributeError, TypeError):
+            norm = None
+    run.scheduler.step()
+    run.optimizer.zero_grad()
+    return norm
+
+
+def accumulate_step(run, micro_batches: list[dict]) -> StepResult:
+    """Forward and backward over the micro-batches, then one optimizer step."""
+    all_reduce = (lambda t: dist.all_reduce(t, group=run.dp_group)) if dist.is_initialized() else None
+    n = step_tokens(micro_batches, all_reduce)
+    scale = run.dp_size / max(n, 1)
+    totals, local_sum, inputs = CategoryTotals(run.train.categories), 0.0, 0
+    for i, batch in enumerate(micro_batches):
+        last = i == len(micro_batches) - 1
+        sync = nullcontext() if last or not run.no_sync else run.booster.no_sync(run.model, run.optimizer)
+        with sync:
+            with run.autocast():
+                logits = run.model(**model_inputs(batch, run.device)).logits
+            sums = row_loss_sums(logits, batch["labels"].to(run.device))
+            run.booster.backward(sums.sum() * scale, run.optimizer)
+        totals.add(batch, sums)
+        local_sum += float(sums.detach().sum())
+        inputs += int(batch["lengths"].sum())
+    norm = _optimizer_step(run)
+    total, input_tokens = _sum_over([local_sum, inputs], run.device, run.dp_group)
+    return StepResult(loss=total / max(n, 1), tokens=n, input_tokens=int(input_tokens),
+                      row_length=micro_batches[-1]["input_ids"].shape[1], grad_norm=norm,
+                      category_loss=totals.reduce(run.device, run.dp_group))
+
+
+def pipeline_step(run, micro_batches: list[dict]) -> StepResult:
+    """One optimizer step through the pipeline schedule (--pp > 1, one batch per step)."""
+    (batch,) = micro_batches
+    all_reduce = (lambda t: dist.all_reduce(t, group=run.dp_group)) if dist.is_initialized() else None
+    n = step_tokens([batch], all_reduce)
+    microbatches = run.config.batch_size // run.config.microbatch_size
+    # the schedule divides each micro-batch's loss by their number
+    scale = run.dp_size * microbatches / max(n, 1)
+    tensors = {**model_inputs(batch, run.device), "labels": batch["labels"].to(run.device)}
+
+    def criterion(outputs, inputs):
+        return row_loss_sums(outputs.logits, inputs["labels"]).sum() * scale
+
+    out = run.booster.execute_pipeline(iter([tensors]), run.model, criterion, run.optimizer, return_loss=True)
+    norm = _optimizer_step(run)
+    # the loss exists on the last stage only: move it to every rank, then sum over data-parallel ranks
+    local = torch.zeros(1, dtype=torch.float64, device=run.device)
+    if out.get("loss") is not None:
+        local += float(out["loss"]) / run.dp_size
+    dist.all_reduce(local)  # over all ranks: pp stages (one non-zero) and dp ranks; tp ranks repeat it
+    mean = float(local) / run.config.tp
+    input_tokens = _sum_over([float(batch["lengths"].sum())], run.device, run.dp_group)[0]
+    return StepResult(loss=mean, tokens=n, input_tokens=int(input_tokens), row_length=batch["input_ids"].shape[1],
+                      grad_norm=norm)
+
+
+@torch.no_grad()
+def evaluate(run) -> tuple[float, dict]:
+    """Mean loss over every label token of the evaluation data (all ranks), and per category."""
+    run.model.eval()
+    totals = CategoryTotals(run.evaluation.categories)
+    local = [0.0, 0.0]
+    run.evaluation.sampler.set_epoch(0, 0)
+    for batch in run.evaluation.loader:
+        if run.config.pp > 1:
+            tensors = {**model_inputs(batch, run.device), "labels": batch["labels"].to(run.device)}
+            out = run.booster.execute_pipeline(iter([tensors]), run.model, lambda o, i: row_loss_sums(
+                o.logits, i["labels"]).sum(), None, return_loss=True)
+            local[0] += float(out["loss"] or 0) * run.config.batch_size // run.config.microbatch_size
+        else:
+            with run.autocast():
+                logits = run.model(**model_inputs(batch, run.device)).logits
+            sums = row_loss_sums(logits, batch["labels"].to(run.device))
+            totals.add(batch, sums)
+            local[0] += float(sums.sum())
+        local[1] += float((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    run.model.train()
+    total, count = _sum_over(local, run.device, run.dp_group if run.config.pp == 1 else None)
+    if run.config.pp > 1:  # every pp stage counted the tokens; the loss came from the last one
+        count /= run.config.pp
+    return total / max(count, 1), totals.reduce(run.device, run.dp_group)

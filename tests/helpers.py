@@ -186,3 +186,23 @@ def prepare_parts(kind: str, tokenizer_dir: str, out_dir: str, max_length: int, 
     assert code in (0, None), f"preparing {kind} data failed"
     arrow = os.path.join(out_dir, "arrow")
     return [os.path.join(arrow, p) for p in sorted(os.listdir(arrow))]
+
+
+def read_metrics(tensorboard_dir: str) -> list[dict]:
+    path = os.path.join(tensorboard_dir, "metrics.jsonl")
+    return read_jsonl(path) if os.path.exists(path) else []
+
+
+def train_args(model_dir: str, parts: list[str], out: str, *extra: str) -> list[str]:
+    """A small fp32 ddp run of train.py writing under `out` (checkpoints in out/ck, logs in out/tb)."""
+    return ["--plugin", "ddp", "--pretrained", model_dir, "--dataset", *parts, "--mixed_precision", "fp32",
+            "--batch_size", "4", "--lr", "1e-3", "--save_dir", os.path.join(out, "ck"),
+            "--tensorboard_dir", os.path.join(out, "tb"), *extra]
+
+
+def run_train(model_dir: str, parts: list[str], out: str, *extra: str) -> tuple[int, list[dict]]:
+    """train.py's main() in this process; returns its exit status and the logged metrics."""
+    from colossal_llama.training.cli import main
+
+    code = main(train_args(model_dir, parts, out, *extra))
+    return code, read_metrics(os.path.join(out, "tb"))

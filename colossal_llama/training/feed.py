@@ -69,8 +69,10 @@ def make_feed(data, bucket_sizes: list[int], config, pad_token_id: int, dp_rank:
     collator = PackedCollator(pad_token_id, isolate=config.packed_attention == "isolate",
                               padding=config.padding_mode, max_length=max_length, mask_dtype=mask_dtype,
                               varlen=config.use_flash_attn)
+    # its own generator: creating an iterator draws a seed, which must not move the global RNG (NEFTune's
+    # noise), or a run resumed mid-epoch would draw other noise than the uninterrupted run
     loader = torch.utils.data.DataLoader(data, batch_size=config.batch_size, sampler=sampler, collate_fn=collator,
-                                         drop_last=True, num_workers=0)
+                                         drop_last=True, num_workers=0, generator=torch.Generator().manual_seed(0))
     categories = sorted(set(data["category"])) if hasattr(data, "column_names") else sorted(
         {r["category"] for r in data})
     return Feed(loader, sampler, rows, global_batch, rows // global_batch, categories)

@@ -1,7 +1,7 @@
 """Saving and loading the whole training state: checkpoints a run resumes from exactly.
 
     <save_dir>/step-00000012/
-        model/  optimizer/          booster.save_model / save_optimizer (sharded, any plugin)
+        model/  optimizer/          booster.save_model / save_optimizer (sharded; ddp: optimizer.pt, whole)
         lr_scheduler.pt             booster.save_lr_scheduler
         rng/rank-00000.pt           each rank's torch, CUDA, numpy and Python generator states
         state.json                  step, epoch, data position (global rows), tokens seen, global batch,
@@ -14,6 +14,10 @@ The data position is a global row count, so a run resumes with another
 number of processes as long as the global batch (rows per optimizer step over
 all ranks) is the same; otherwise the rows of a step would change, and it is
 refused.
+
+Under ddp every rank holds the whole optimizer state, and ColossalAI's
+sharded optimizer loader calls an accelerator synchronize that its CPU
+accelerator refuses, so ddp writes the optimizer unsharded (`optimizer.pt`).
 """
 
 from __future__ import annotations
@@ -74,8 +78,8 @@ def save_checkpoint(run) -> str:
     """Write the checkpoint of the current step; returns its folder."""
     cfg, state = run.config, run.state
     with atomic_checkpoint(cfg.save_dir, state.step, is_main=run.is_main, barrier=_barrier) as folder:
-        run.booster.save_model(run.model, os.path.join(folder, "model"), shard=True)
-        run.booster.save_optimizer(run.optimizer, os.path.join(folder, "optimizer"), shard=True)
+        run.booster.save_model(run.model, os.path.join(folder, "model"), shard=True, use_safetensors=True)
+        run.booster.save_optimizer(run.optimizer, optimizer_path(run, folder), shard=run.config.plugin != "ddp")
         run.booster.save_lr_scheduler(run.scheduler, os.path.join(folder, "lr_scheduler.pt"))
         os.makedirs(os.path.join(folder, "rng"), exist_ok=True)
         torch.save(rng_states(), os.path.join(folder, "rng", f"rank-{run.rank:05d}.pt"))
@@ -93,6 +97,10 @@ def save_checkpoint(run) -> str:
         prune_checkpoints(cfg.save_dir, cfg.keep_last_n_checkpoints)
     _barrier()
     return os.path.join(cfg.save_dir, f"step-{state.step:08d}")
+
+
+def optimizer_path(run, folder: str) -> str:
+    return os.path.join(folder, "optimizer.pt" if run.config.plugin == "ddp" else "optimizer")
 
 
 def _write_json(path: str, data) -> None:
@@ -164,7 +172,7 @@ def load_checkpoint(run, folder: str) -> None:
                           f"{run.config.seed} (the data order would change)")
     try:
         run.booster.load_model(run.model, os.path.join(folder, "model"))
-        run.booster.load_optimizer(run.optimizer, os.path.join(folder, "optimizer"))
+        run.booster.load_optimizer(run.optimizer, optimizer_path(run, folder))
         run.booster.load_lr_scheduler(run.scheduler, os.path.join(folder, "lr_scheduler.pt"))
         rng = os.path.join(folder, "rng", f"rank-{run.rank:05d}.pt")
         if os.path.exists(rng):  # a new rank (more processes than before) keeps its seeded state

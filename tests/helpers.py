@@ -159,19 +159,10 @@ def reference_sft(tokenizer, messages: list[dict], max_length: int, llama_versio
 
 
 def save_tiny_model(tokenizer_dir: str, out_dir: str, layers: int = 2, tie: bool = False) -> str:
-    """A tiny LlamaForCausalLM sized for the tokenizer in `tokenizer_dir`, saved with it to `out_dir`."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    """A tiny LlamaForCausalLM (hidden 64, 256 positions) sized for the tokenizer, saved with it to `out_dir`."""
+    from colossal_llama.model.tiny import build_tiny_llama
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         tie_word_embeddings=tie)
-    LlamaForCausalLM(config).save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
-    return out_dir
+    return build_tiny_llama(tokenizer_dir, out_dir, layers=layers, hidden=64, positions=256, tie=tie)
 
 
 def prepare_parts(kind: str, tokenizer_dir: str, out_dir: str, max_length: int, bins: int, extra=()) -> list[str]:

@@ -119,7 +119,7 @@ def test_shim_reports_bad_input(tmp_path):
 def test_train_placeholder_says_not_yet():
     done = subprocess.run([sys.executable, "train.py"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 2
-    assert "not yet implemented" in done.stderr
+    assert "train.py: error: --pretrained: give the HF model folder to start from" in done.stderr
 
 
 def test_demo_runs(tmp_path):
@@ -133,6 +133,9 @@ def test_demo_runs(tmp_path):
     assert (tmp_path / "data" / "pretrain" / "manifest.json").exists()
     assert (tmp_path / "data" / "sft" / "tokenizer" / "tokenizer_config.json").exists()
     assert "pieces added" in done.stdout and (tmp_path / "tokenizer-zh" / "report.json").exists()
+    for stage in ("pretrain", "sft"):  # trained a few steps and exported
+        assert (tmp_path / "train" / stage / "final" / "model.safetensors.index.json").exists()
+    assert "chat template round trip: same ids as training" in done.stdout
 
 
 @pytest.mark.parametrize("script, folder", [("make_sample_data.py", SAMPLE_PRETRAIN),
@@ -184,7 +187,8 @@ def test_readme_init_model_command_parses():
                 assert f"`{flag}`" in README, flag
 
 
-@pytest.mark.parametrize("script", ["prepare_pretrain.py", "prepare_sft.py", "init_embeddings.py"])
+@pytest.mark.parametrize("script", ["prepare_pretrain.py", "prepare_sft.py", "init_embeddings.py",
+                                    "train_throughput.py"])
 def test_benchmark_help(script):
     done = subprocess.run([sys.executable, f"benchmarks/{script}", "--help"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0 and "usage:" in done.stdout

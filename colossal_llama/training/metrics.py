@@ -3,7 +3,7 @@
     tensorboard --logdir logs_dir
 
 Scalars (x axis: optimizer step): train/loss, train/lr, train/grad_norm,
-train/tokens_per_s (non-padding input tokens, all ranks), train/label_tokens_seen,
+train/tokens_per_s (non-padding input tokens, all ranks), train/label_tokens_seen, train/padding_share,
 train/loss/<category>, eval/loss and eval/loss/<category>, and train/mfu on GPU.
 `metrics.jsonl` holds the same numbers, one JSON object per logged step, so
 plots and tests read them without tensorboard.
@@ -80,7 +80,8 @@ class Monitor:
         self.last, self.window_tokens = now, 0
         values = {"train/loss": result.loss, "train/lr": lr, "train/grad_norm": result.grad_norm,
                   "train/tokens_per_s": tokens_per_s, "train/label_tokens_seen": state.tokens_seen,
-                  "train/epoch": epoch, "train/row_length": result.row_length}
+                  "train/epoch": epoch, "train/row_length": result.row_length,
+                  "train/padding_share": 1 - result.input_tokens / max(result.padded_tokens, 1)}
         if self.flops_token and self.peak_flops:
             flops = self.flops_token(result.row_length)
             values["train/mfu"] = tokens_per_s * flops / (self.devices * self.peak_flops)

@@ -34,6 +34,8 @@ class StepResult:
     """Non-padding input tokens of the step, all ranks."""
     row_length: int
     """Padded row length of the step's last micro-batch (for the attention FLOPs)."""
+    padded_tokens: int = 0
+    """Input positions including padding, all ranks (padding share = 1 - input_tokens / padded_tokens)."""
     grad_norm: float | None = None
     category_loss: dict = field(default_factory=dict)
 
@@ -118,8 +120,9 @@ def accumulate_step(run, micro_batches: list[dict]) -> StepResult:
         local_sum += float(sums.detach().sum())
         inputs += int(batch["lengths"].sum())
     norm = _optimizer_step(run)
-    total, input_tokens = _sum_over([local_sum, inputs], run.device, run.dp_group)
-    return StepResult(loss=total / max(n, 1), tokens=n, input_tokens=int(input_tokens),
+    padded = sum(b["input_ids"].numel() for b in micro_batches)
+    total, input_tokens, padded = _sum_over([local_sum, inputs, padded], run.device, run.dp_group)
+    return StepResult(loss=total / max(n, 1), tokens=n, input_tokens=int(input_tokens), padded_tokens=int(padded),
                       row_length=micro_batches[-1]["input_ids"].shape[1], grad_norm=norm,
                       category_loss=totals.reduce(run.device, run.dp_group))
 
@@ -145,8 +148,10 @@ def pipeline_step(run, micro_batches: list[dict]) -> StepResult:
         local += float(out["loss"]) / run.dp_size
     dist.all_reduce(local)  # over all ranks: pp stages (one non-zero) and dp ranks; tp ranks repeat it
     mean = float(local) / run.config.tp
-    input_tokens = _sum_over([float(batch["lengths"].sum())], run.device, run.dp_group)[0]
-    return StepResult(loss=mean, tokens=n, input_tokens=int(input_tokens), row_length=batch["input_ids"].shape[1],
+    input_tokens, padded = _sum_over([float(batch["lengths"].sum()), batch["input_ids"].numel()], run.device,
+                                     run.dp_group)
+    return StepResult(loss=mean, tokens=n, input_tokens=int(input_tokens), padded_tokens=int(padded),
+                      row_length=batch["input_ids"].shape[1],
                       grad_norm=norm)
 
 

@@ -2,8 +2,13 @@
 
 import dataclasses
 import json
+import os
+import re
+import shlex
 
 import pytest
+
+from helpers import REPO
 
 from colossal_llama.config import ConfigError
 from colossal_llama.training.cli import parse_train_args, train_parser
@@ -109,3 +114,29 @@ def test_machine_checks():
     check_machine(parse_train_args(BASE), cuda_available=True)
     with pytest.raises(ConfigError, match="fp16 needs CUDA"):
         check_machine(parse_train_args(BASE + ["--plugin", "ddp", "--mixed_precision", "fp16"]), False)
+
+
+README = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+
+
+def readme_train_commands() -> list[list[str]]:
+    """The train.py arguments of every README command that runs train.py (directly or through a launcher)."""
+    lines = re.findall(r"^ +((?:python|torchrun|colossalai run)\b.*\btrain\.py\b.*)$", README, re.M)
+    return [shlex.split(line.split("train.py", 1)[1]) for line in lines]
+
+
+def test_readme_train_commands_parse():
+    commands = readme_train_commands()
+    assert len(commands) >= 7
+    os.chdir(REPO)  # the YAML's paths and the README's are relative to the repository
+    for argv in commands:
+        config = parse_train_args(argv)
+        assert config.pretrained and config.dataset
+
+
+def test_readme_documents_every_train_flag():
+    for action in train_parser()._actions:
+        for flag in action.option_strings:
+            if flag.startswith("--") and flag != "--help" and not flag.startswith("--no-"):
+                assert f"`{flag}" in README, f"{flag} is not documented in the README"
+    assert "`--no-` form" in README

@@ -125,10 +125,10 @@ def readme_train_commands() -> list[list[str]]:
     return [shlex.split(line.split("train.py", 1)[1]) for line in lines]
 
 
-def test_readme_train_commands_parse():
+def test_readme_train_commands_parse(monkeypatch):
     commands = readme_train_commands()
     assert len(commands) >= 7
-    os.chdir(REPO)  # the YAML's paths and the README's are relative to the repository
+    monkeypatch.chdir(REPO)  # the YAML's paths and the README's are relative to the repository
     for argv in commands:
         config = parse_train_args(argv)
         assert config.pretrained and config.dataset

@@ -15,14 +15,8 @@ import json
 import os
 import shutil
 
-import torch.distributed as dist
-
 from colossal_llama.model.training_model import merged_for_export
-
-
-def _barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
+from colossal_llama.training.resume import barrier as _barrier
 
 
 def data_chat_template(dataset_paths: list[str]) -> str | None:

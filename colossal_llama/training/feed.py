@@ -52,7 +52,8 @@ def concatenate(buckets: list) -> tuple[object, list[int]]:
 
 
 def make_feed(data, bucket_sizes: list[int], config, pad_token_id: int, dp_rank: int, dp_size: int,
-              mask_dtype: torch.dtype, max_length: int, shuffle: bool = True, rows_per_step: int | None = None) -> Feed:
+              mask_dtype: torch.dtype, max_length: int, shuffle: bool = True, rows_per_step: int | None = None,
+              drop_last: bool = True) -> Feed:
     """A Feed over `data` (indexable rows) whose buckets have `bucket_sizes` rows, in order.
 
     Raises:
@@ -72,7 +73,8 @@ def make_feed(data, bucket_sizes: list[int], config, pad_token_id: int, dp_rank:
     # its own generator: creating an iterator draws a seed, which must not move the global RNG (NEFTune's
     # noise), or a run resumed mid-epoch would draw other noise than the uninterrupted run
     loader = torch.utils.data.DataLoader(data, batch_size=config.batch_size, sampler=sampler, collate_fn=collator,
-                                         drop_last=True, num_workers=0, generator=torch.Generator().manual_seed(0))
+                                         drop_last=drop_last, num_workers=0,
+                                         generator=torch.Generator().manual_seed(0))
     categories = sorted(set(data["category"])) if hasattr(data, "column_names") else sorted(
         {r["category"] for r in data})
     return Feed(loader, sampler, rows, global_batch, rows // global_batch, categories)
@@ -115,8 +117,7 @@ def build_feeds(config, tokenizer, vocab_size: int, max_positions: int, dp_rank:
     if not config.eval_dataset:
         return train, None
     data, sizes = concatenate(load_buckets(config.eval_dataset, tokenizer, max_positions))
+    # every row is evaluated: each rank gets the same number of rows, so the same number of batches
     evaluation = make_feed(data, sizes, config, pad_id, dp_rank, dp_size, mask_dtype, length, shuffle=False,
-                           rows_per_step=config.batch_size)
-    evaluation.loader = torch.utils.data.DataLoader(data, batch_size=config.batch_size, sampler=evaluation.sampler,
-                                                    collate_fn=evaluation.loader.collate_fn, drop_last=False)
+                           rows_per_step=config.batch_size, drop_last=False)
     return train, evaluation

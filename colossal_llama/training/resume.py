@@ -60,7 +60,7 @@ def set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def _barrier() -> None:
+def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
 
@@ -77,7 +77,7 @@ def list_files(folder: str) -> dict:
 def save_checkpoint(run) -> str:
     """Write the checkpoint of the current step; returns its folder."""
     cfg, state = run.config, run.state
-    with atomic_checkpoint(cfg.save_dir, state.step, is_main=run.is_main, barrier=_barrier) as folder:
+    with atomic_checkpoint(cfg.save_dir, state.step, is_main=run.is_main, barrier=barrier) as folder:
         run.booster.save_model(run.model, os.path.join(folder, "model"), shard=True, use_safetensors=True)
         run.booster.save_optimizer(run.optimizer, optimizer_path(run, folder), shard=run.config.plugin != "ddp")
         run.booster.save_lr_scheduler(run.scheduler, os.path.join(folder, "lr_scheduler.pt"))
@@ -90,12 +90,12 @@ def save_checkpoint(run) -> str:
             _write_json(os.path.join(folder, "state.json"), info)
             _write_json(os.path.join(folder, "train_config.json"), cfg.to_dict())
             run.tokenizer.save_pretrained(os.path.join(folder, "tokenizer"))
-        _barrier()
+        barrier()
         if run.is_main:
             _write_json(os.path.join(folder, "files.json"), list_files(folder))
     if run.is_main:
         prune_checkpoints(cfg.save_dir, cfg.keep_last_n_checkpoints)
-    _barrier()
+    barrier()
     return os.path.join(cfg.save_dir, f"step-{state.step:08d}")
 
 

@@ -212,3 +212,19 @@ def test_bad_report_corpus_line(sp_tokenizer_dir, tmp_path):
         init_tokenizer(ExpansionConfig(source_tokenizer_dir=sp_tokenizer_dir, target_tokenizer_dir=str(tmp_path / "o"),
                                        expand_tokens_file=[pieces], report_corpus=[str(corpus)]))
     assert not (tmp_path / "o").exists()
+
+
+def test_pieces_over_a_base_without_their_characters(tmp_path):
+    """An English-only base spells Chinese in bytes; the pieces' characters are added so the fast tokenizer uses them."""
+    from colossal_llama.tokenizer.train import train_llama_tokenizer
+
+    english = [r["target"] for r in sample_records() if r["category"].endswith("_en")]
+    base = train_llama_tokenizer(english, str(tmp_path / "base"), vocab_size=600)
+    assert "<0xE7>" in AutoTokenizer.from_pretrained(base).tokenize("群岛")  # byte fallback
+    write_pieces(tmp_path / "p.jsonl", ["群岛", "卡尔", "维萨", "卡尔维萨"])
+    report = init_tokenizer(ExpansionConfig(source_tokenizer_dir=base, target_tokenizer_dir=str(tmp_path / "new"),
+                                            expand_tokens_file=[str(tmp_path / "p.jsonl")]))
+    assert report["added"] == 4 + 6 and report["unreachable"] == 0  # the pieces and 群 岛 卡 尔 维 萨
+    fast = AutoTokenizer.from_pretrained(str(tmp_path / "new"))
+    assert fast.tokenize("卡尔维萨群岛") == ["▁", "卡尔维萨", "群岛"]
+    assert fast.tokenize("萨卡") == ["▁", "萨", "卡"]

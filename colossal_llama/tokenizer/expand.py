@@ -17,6 +17,9 @@ a Chinese expansion) tokenizes exactly as before, as long as no new piece
 can occur in it: pure-ASCII pieces are left out unless asked for. Among new pieces, shorter
 ones score higher, so the parts of a long piece form before the piece itself.
 
+Characters. A new piece's characters that the model lacks are added as
+pieces too (first): the fast tokenizer forms a piece only from two pieces.
+
 Reachability. A BPE piece is only produced if a chain of pieces leads to it
 (for "人工智能", e.g. "人工" and "智能", or "人工智" plus "能"). Each new piece is
 encoded on its own with the expanded model; pieces that do not come out as
@@ -96,6 +99,19 @@ def select_new_pieces(old: set[str], candidates: list[str], allow_ascii: bool = 
     return chosen, skipped
 
 
+def missing_characters(old: set[str], pieces: list[str]) -> list[str]:
+    """Characters of the new pieces that are not pieces yet (in order of first use).
+
+    The slow SentencePiece encoder starts from characters whether or not they
+    are pieces, but the fast (tokenizers) one only merges two pieces of the
+    vocabulary: over a base that spells Chinese in byte fallback, "群岛" is
+    only reachable once "群" and "岛" are pieces themselves.
+    """
+    chosen = set(pieces)
+    return list(dict.fromkeys(ch for p in pieces if len(p) > 1 for ch in p
+                              if ch not in old and ch not in chosen and ch != SPACE))
+
+
 def _with_pieces(model, pieces: list[str]) -> bytes:
     from sentencepiece import sentencepiece_model_pb2
 
@@ -136,6 +152,7 @@ def expand_sentencepiece(model_proto: bytes, candidates: list[str], allow_ascii:
     model = _proto(model_proto)
     old = {p.piece for p in model.pieces}
     pieces, skipped = select_new_pieces(old, [c.replace(" ", SPACE) for c in candidates], allow_ascii)
+    pieces = missing_characters(old, pieces) + pieces
     unreachable: list[str] = []
     while True:
         expanded = _with_pieces(model, pieces)

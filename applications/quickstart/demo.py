@@ -1,42 +1,46 @@
-"""The quickstart: the main job on bundled data, on one CPU.
+"""The quickstart: the whole Chinese continual pre-training recipe on bundled data, on one CPU, in minutes.
 
     make demo          # or: python applications/quickstart/demo.py [--run_dir runs/demo]
 
-Today it trains a small LLaMA-style tokenizer on the bundled bilingual corpus
-(applications/quickstart/data/pretrain), prepares that corpus into packed,
-bucketed Arrow shards with the real command line (prepare_pretrain_dataset.py),
-prepares the bundled conversations (applications/quickstart/data/sft) with
-prepare_sft_dataset.py, prints the statistics and a packed row of each,
-trained-on spans marked, and expands the tokenizer with the bundled Chinese
-pieces (compression report). Then it builds a tiny LLaMA in code, pretrains
-it for a few steps with train.py (evaluated per category), exports it in HF
-format, fine-tunes that export on the conversations and exports again with
-the chat template. The multi-stage recipe (knowledge injection, replay)
-joins it with its own issue.
+1. a base tokenizer trained from the bundled English text only, and a tiny
+   LLaMA for it (built in code: nothing is downloaded);
+2. the stage recipe `recipe.yaml` through `python -m colossal_llama.stages`:
+   pretraining on a mixture -> vocabulary expansion with Chinese pieces
+   learned from the bundled Chinese text (compression report) and embedding
+   initialisation, embeddings-only training -> Chinese knowledge injection ->
+   knowledge replay (Q&A in Chinese and English) -> SFT;
+3. the knowledge check: loss on held-out questions about the invented
+   Calvessa Islands, in English and Chinese, before and after the knowledge
+   stages;
+4. plots and report.md rendered from the run's tensorboard logs, and a chat
+   exchange with the final model.
+
+Rerunning skips what is finished (the recipe runner resumes); `make clean`
+starts over.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
 import os
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-DATA = os.path.join(HERE, "data", "pretrain")
-SFT_DATA = os.path.join(HERE, "data", "sft")
+ENGLISH = ("encyclopedia_en.jsonl", "story_en.jsonl.gz", "qa_en.jsonl")
+QUESTIONS = [{"role": "user", "content": "What is the capital of the Calvessa Islands?"},
+             {"role": "user", "content": "卡尔维萨群岛的首府是哪里？"}]
 
 
-def corpus_texts() -> list[str]:
-    import glob
-    import gzip
-    import json
-
+def english_texts() -> list[str]:
     texts = []
-    for path in sorted(glob.glob(os.path.join(DATA, "*.jsonl*"))):
-        opener = gzip.open if path.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as f:
+    for name in ENGLISH:
+        path = os.path.join(HERE, "data", "pretrain", name)
+        with (gzip.open if name.endswith(".gz") else open)(path, "rt", encoding="utf-8") as f:
             texts += [(r["source"] + "\n" + r["target"]).strip() for r in map(json.loads, f)]
     return texts
 
@@ -52,92 +56,83 @@ def run(command: list[str]) -> None:
     subprocess.run(command, check=True)
 
 
-def train_stages(run_dir: str, tokenizer_dir: str, data_dir: str, sft_dir: str) -> None:
-    """A tiny LLaMA pretrained for a few steps, exported, then fine-tuned on the SFT data from that export."""
+def base_model(run_dir: str) -> None:
     from colossal_llama.model.tiny import build_tiny_llama
+    from colossal_llama.tokenizer.train import train_llama_tokenizer
 
-    step("7. a tiny LLaMA (2 layers, hidden 64) for the tokenizer, built in code")
-    model_dir = build_tiny_llama(tokenizer_dir, os.path.join(run_dir, "model-tiny"), layers=2, hidden=64)
-    print(f"model in {model_dir}")
-    train = os.path.join(run_dir, "train")
-    common = ["--plugin", "ddp", "--mixed_precision", "fp32", "--batch_size", "4", "--lr", "2e-3",
-              "--save_interval", "10", "--keep_last_n_checkpoints", "1", "--log_interval", "5"]
-    parts = lambda folder: sorted(os.path.join(folder, "arrow", p) for p in os.listdir(os.path.join(folder, "arrow")))  # noqa: E731
-
-    step("8. pretraining: train.py for 20 steps on the buckets, evaluated per category, exported in HF format")
-    run([sys.executable, os.path.join(REPO, "train.py"), "--pretrained", model_dir, "--dataset", *parts(data_dir)[:-1],
-         "--eval_dataset", parts(data_dir)[-1], "--max_steps", "20", "--save_dir", os.path.join(train, "pretrain"),
-         "--tensorboard_dir", os.path.join(train, "logs", "pretrain"), *common])
-
-    step("9. SFT: from the exported pretraining weights, 20 steps on the conversations, exported with the template")
-    final = os.path.join(train, "sft", "final")
-    run([sys.executable, os.path.join(REPO, "train.py"), "--pretrained", os.path.join(train, "pretrain", "final"),
-         "--dataset", *parts(sft_dir), "--max_steps", "20", "--save_dir", os.path.join(train, "sft"),
-         "--tensorboard_dir", os.path.join(train, "logs", "sft"), "--export_dir", final, *common])
-    check_export(final, sft_dir)
+    tokenizer, model = os.path.join(run_dir, "base", "tokenizer"), os.path.join(run_dir, "base", "model")
+    step("1. base tokenizer: SentencePiece BPE with byte fallback, trained on the bundled English text only")
+    if not os.path.exists(os.path.join(tokenizer, "tokenizer.json")):
+        train_llama_tokenizer(english_texts(), tokenizer, vocab_size=1200)
+    print(f"tokenizer in {tokenizer} (Chinese text falls back to bytes: about 3 tokens per character)")
+    step("2. a tiny LLaMA for it (4 layers, hidden 128), built in code")
+    if not os.path.exists(os.path.join(model, "config.json")):
+        build_tiny_llama(tokenizer, model, layers=4, hidden=128, positions=512, seed=0)
+    print(f"model in {model}")
 
 
-def check_export(final: str, sft_dir: str) -> None:
-    """The exported model loads alone; its chat template is the one the SFT data was checked against."""
-    import json
+def knowledge_check(run_dir: str) -> list[str]:
+    """The probe scores before and after the knowledge stages, as lines of text; also printed."""
+    with open(os.path.join(run_dir, "probes.json"), encoding="utf-8") as f:
+        probes = json.load(f)
+    before, after = probes["pretrain"], probes["replay"]
+    lines = ["Loss on held-out questions about the invented facts (nats per character of the answer; lower is "
+             "better):", "", "| language | before (after pretraining) | after (injection + replay) | change |",
+             "|---|---:|---:|---:|"]
+    for category, language in (("fact_en", "English"), ("fact_zh", "Chinese")):
+        b, a = before[category]["nats_per_char"], after[category]["nats_per_char"]
+        lines.append(f"| {language} | {b:.3f} | {a:.3f} | {a - b:+.3f} ({(a - b) / b:+.0%}) |")
+    moved = all(after[c]["nats_per_char"] < before[c]["nats_per_char"] for c in ("fact_en", "fact_zh"))
+    lines += ["", "The knowledge stages lowered the loss in both languages." if moved else
+              "WARNING: the knowledge stages did not lower the loss in both languages."]
+    print("\n".join(lines), flush=True)
+    return lines
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(final)
-    tokenizer = AutoTokenizer.from_pretrained(final)
-    messages = [{"role": "user", "content": "Where are the Calvessa Islands?"},
-                {"role": "assistant", "content": "In the north."}]
-    ids = tokenizer.apply_chat_template(messages, tokenize=True)
-    print(f"{final}: {sum(p.numel() for p in model.parameters()):,} parameters, chat template renders "
-          f"{len(ids)} tokens")
-    with open(os.path.join(sft_dir, "manifest.json"), encoding="utf-8") as f:
-        checked = json.load(f)["chat_template"]["round_trip"]  # apply_chat_template == training ids, per conversation
-    data_template = AutoTokenizer.from_pretrained(os.path.join(sft_dir, "tokenizer")).chat_template
-    if checked and tokenizer.chat_template == data_template:
-        print("chat template round trip: same ids as training")
-    else:
-        print("chat template round trip: FAILED (the export's template differs from the data's)")
+def chat(run_dir: str) -> list[str]:
+    """A greedy answer of the final (SFT) model to each question, streamed to the terminal."""
+    from colossal_llama.inference.generation import SamplingSettings, load_for_inference, stream_chat
+
+    with open(os.path.join(run_dir, "run.json"), encoding="utf-8") as f:
+        last = json.load(f)["stages"][-1]["folder"]
+    model, tokenizer = load_for_inference(os.path.join(run_dir, "stages", last, "model"))
+    settings = SamplingSettings(max_new_tokens=48, temperature=0.0, repetition_penalty=1.1)
+    lines = []
+    for message in QUESTIONS:
+        print(f"you> {message['content']}\nassistant> ", end="", flush=True)
+        reply = ""
+        for piece in stream_chat(model, tokenizer, [message], settings):
+            print(piece, end="", flush=True)
+            reply += piece
+        print(flush=True)
+        lines += [f"- **you**: {message['content']}", f"- **assistant**: {reply.strip()}"]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run_dir", default=os.path.join(REPO, "runs", "demo"), help="where everything is written")
     args = parser.parse_args(argv)
-    tokenizer_dir = os.path.join(args.run_dir, "tokenizer")
-    data_dir = os.path.join(args.run_dir, "data", "pretrain")
-    sft_dir = os.path.join(args.run_dir, "data", "sft")
+    run_dir = os.path.abspath(args.run_dir)
+    started = time.time()
+    base_model(run_dir)
 
-    step("1. tokenizer: SentencePiece BPE with byte fallback, trained on the bundled corpus")
-    if not os.path.exists(os.path.join(tokenizer_dir, "tokenizer.json")):
-        from colossal_llama.tokenizer.train import train_llama_tokenizer
+    step("3. the stage recipe: pretrain -> expand + embeddings -> injection -> replay -> sft")
+    run([sys.executable, "-m", "colossal_llama.stages", os.path.join(HERE, "recipe.yaml"), "--run_dir", run_dir,
+         "--no-report"])
 
-        train_llama_tokenizer(corpus_texts(), tokenizer_dir, vocab_size=2000)
-    print(f"tokenizer in {tokenizer_dir}")
+    step("4. knowledge check: held-out questions about the Calvessa Islands, before and after the knowledge stages")
+    lines = ["## Knowledge check", ""] + knowledge_check(run_dir)
 
-    step("2. pretraining data: prepare_pretrain_dataset.py on the bundled corpus")
-    run([sys.executable, os.path.join(REPO, "prepare_pretrain_dataset.py"), "--data_input_dirs", DATA,
-         "--tokenizer_dir", tokenizer_dir, "--data_output_dirs", data_dir, "--max_length", "512",
-         "--num_spliced_dataset_bins", "4", "--overwrite"])
+    step("5. chat with the final model (greedy; a model this small mostly echoes its training data)")
+    lines += ["", "## Chat with the final model", "", *chat(run_dir)]
+    with open(os.path.join(run_dir, "notes.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
 
-    step("3. a packed pretraining row: documents kept apart by seq_lengths, trained-on tokens marked")
-    run([sys.executable, "-m", "colossal_llama.data.inspect", os.path.join(data_dir, "arrow", "part-00000"),
-         "--index", "0"])
-
-    step("4. SFT data: prepare_sft_dataset.py on the bundled conversations")
-    run([sys.executable, os.path.join(REPO, "prepare_sft_dataset.py"), "--data_input_dirs", SFT_DATA,
-         "--tokenizer_dir", tokenizer_dir, "--data_output_dirs", sft_dir, "--llama_version", "2",
-         "--max_length", "512", "--num_spliced_dataset_bins", "2", "--overwrite"])
-
-    step("5. a packed SFT row: only the assistant replies are trained on")
-    run([sys.executable, "-m", "colossal_llama.data.inspect", os.path.join(sft_dir, "arrow", "part-00000"),
-         "--index", "0"])
-
-    step("6. vocabulary expansion: bundled Chinese pieces added as real pieces, compression measured")
-    run([sys.executable, "-m", "colossal_llama.tokenizer.init_tokenizer", "--source_tokenizer_dir", tokenizer_dir,
-         "--target_tokenizer_dir", os.path.join(args.run_dir, "tokenizer-zh"), "--expand_tokens_file",
-         os.path.join(HERE, "data", "pieces_zh.jsonl"), "--report_corpus", DATA, "--overwrite"])
-    train_stages(args.run_dir, tokenizer_dir, data_dir, sft_dir)
-    print(f"\noutputs under {args.run_dir}; tensorboard --logdir {os.path.join(args.run_dir, 'train')}")
+    step("6. plots and report from the run's tensorboard logs")
+    run([sys.executable, "-m", "colossal_llama.stages.report", run_dir])
+    print(f"\ndone in {(time.time() - started) / 60:.1f} min; open {os.path.join(run_dir, 'report.md')}; "
+          f"tensorboard --logdir {os.path.join(run_dir, 'tensorboard')}")
     return 0
 
 

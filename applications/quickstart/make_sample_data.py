@@ -1278,8 +1278,11 @@ def write_all(out: Path, data: dict[str, list[dict]]) -> list[tuple[str, int]]:
     return written
 
 
-def generator_cli(argv, description: str, default_out: Path, build_data, write_data, unit: str) -> int:
-    """The command line shared by the sample-data generators: --out, --seed, a count per file."""
+def generator_cli(argv, description: str, default_out: Path, build_data, write_data, unit: str, also=None) -> int:
+    """The command line shared by the sample-data generators: --out, --seed, a count per file.
+
+    `also(out, seed)`, when given, writes more files after the main ones.
+    """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", type=Path, default=default_out, help=f"output folder (default: {default_out})")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -1288,12 +1291,32 @@ def generator_cli(argv, description: str, default_out: Path, build_data, write_d
     for name, count in written:
         print(f"{count:4d}  {args.out / name}")
     print(f"{sum(c for _, c in written):4d}  {unit} in total")
+    if also is not None:
+        also(args.out, args.seed)
     return 0
 
 
+def held_out(seed: int) -> dict[str, list[dict]]:
+    """Questions about the islands that the qa files leave out: the demo's knowledge probes.
+
+    Every fact they ask about is stated in the encyclopedia files; the question
+    itself is never trained on. Categories fact_en and fact_zh.
+    """
+    data = build(seed)
+    out = {}
+    for lang, world in (("en", world_qa_en()), ("zh", world_qa_zh())):
+        asked = {r["source"] for r in data[f"qa_{lang}"]}
+        out[f"facts_{lang}"] = records(f"fact_{lang}", [(q, a) for q, a in world if q not in asked])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
+    def probes(out: Path, seed: int) -> None:
+        for name, count in write_all(out.parent / "probes", held_out(seed)):
+            print(f"{count:4d}  {out.parent / 'probes' / name}  (held-out knowledge probes)")
+
     return generator_cli(argv, "Generate the bilingual quickstart pretraining sample data.", DEFAULT_OUT, build,
-                         write_all, "records")
+                         write_all, "records", also=probes)
 
 
 if __name__ == "__main__":

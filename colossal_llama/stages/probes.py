@@ -1,0 +1,88 @@
+"""Held-out probes: a model's loss on answers it was never trained on, per category.
+
+    scores = probe_model("runs/demo/stages/02-injection/model", ["probes/facts_en.jsonl"])
+    # {"fact_en": {"nats_per_char": 1.93, "records": 30, "chars": 1410}, ...}
+
+A probe file holds pretraining records `{source, target, category}`: the
+source (a question) is context, the target (its answer) is scored, exactly as
+training would mask them (BOS + source + target + EOS). The score is the
+summed negative log-likelihood of the target tokens divided by the number of
+characters of the target, so it stays comparable when the tokenizer changes
+between stages (vocabulary expansion splits the same answer into fewer,
+harder tokens; per-token loss would rise although the model got better).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import torch
+
+from colossal_llama.data.records import DataError
+
+
+def read_probes(path: str) -> list[dict]:
+    """Records of a probe file; a bad line is an error naming the file and line."""
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: line {number}: not JSON ({exc.msg})") from None
+            if not isinstance(record, dict) or not isinstance(record.get("target"), str) or not record["target"]:
+                raise DataError(f"{path}: line {number}: expected {{source, target, category}} with a non-empty target")
+            records.append({"source": str(record.get("source", "")), "target": record["target"],
+                            "category": str(record.get("category") or "probe")})
+    if not records:
+        raise DataError(f"{path}: no probe records")
+    return records
+
+
+@torch.no_grad()
+def probe_model(model_dir: str, paths: list[str], batch_size: int = 16) -> dict:
+    """Per category: nats per character of the targets, and how many records and characters were scored."""
+    from transformers import AutoModelForCausalLM
+
+    from colossal_llama.tokenizer.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    records = [r for p in paths for r in read_probes(p)]
+    bos, eos = tokenizer.bos_token or "", tokenizer.eos_token or ""
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0])
+    for start in range(0, len(records), batch_size):
+        batch = records[start:start + batch_size]
+        prefixes = tokenizer([bos + r["source"] for r in batch], add_special_tokens=False)["input_ids"]
+        fulls = tokenizer([bos + r["source"] + r["target"] + eos for r in batch], add_special_tokens=False)["input_ids"]
+        width = max(map(len, fulls))
+        ids = torch.full((len(batch), width), tokenizer.eos_token_id or 0, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, (prefix, full) in enumerate(zip(prefixes, fulls)):
+            ids[i, : len(full)] = torch.tensor(full)
+            labels[i, len(prefix): len(full)] = torch.tensor(full[len(prefix):])
+            mask[i, : len(full)] = 1
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        target = labels[:, 1:]
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100, reduction="none")
+        for record, row in zip(batch, nll.sum(dim=1).tolist()):
+            entry = totals[record["category"]]
+            entry[0] += row
+            entry[1] += 1
+            entry[2] += len(record["target"])
+    return {category: {"nats_per_char": round(nll / chars, 4), "records": n, "chars": chars}
+            for category, (nll, n, chars) in sorted(totals.items())}
+
+
+def probe_table(results: dict[str, dict]) -> str:
+    """Markdown table: one row per checkpoint label, one column per category (nats per character)."""
+    categories = sorted({c for scores in results.values() for c in scores})
+    lines = ["| model | " + " | ".join(categories) + " |", "|---|" + "---:|" * len(categories)]
+    for label, scores in results.items():
+        cells = [f"{scores[c]['nats_per_char']:.3f}" if c in scores else "" for c in categories]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

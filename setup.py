@@ -27,6 +27,7 @@ setup(
         "pyarrow>=21",
         "pyyaml",
         "tensorboard",
+        "matplotlib>=3.8",
         "tqdm",
     ],
     extras_require={"test": ["pytest>=8"]},

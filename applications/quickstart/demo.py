@@ -32,8 +32,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 ENGLISH = ("encyclopedia_en.jsonl", "story_en.jsonl.gz", "qa_en.jsonl")
-QUESTIONS = [{"role": "user", "content": "What is the capital of the Calvessa Islands?"},
-             {"role": "user", "content": "卡尔维萨群岛的首府是哪里？"}]
+QUESTIONS = [{"role": "user", "content": "What happened in the Calvessa Islands in 1962?"},  # asked in the SFT data
+             {"role": "user", "content": "2小时是多少分钟？"}]
 
 
 def english_texts() -> list[str]:
@@ -96,7 +96,7 @@ def chat(run_dir: str) -> list[str]:
     with open(os.path.join(run_dir, "run.json"), encoding="utf-8") as f:
         last = json.load(f)["stages"][-1]["folder"]
     model, tokenizer = load_for_inference(os.path.join(run_dir, "stages", last, "model"))
-    settings = SamplingSettings(max_new_tokens=48, temperature=0.0, repetition_penalty=1.1)
+    settings = SamplingSettings(max_new_tokens=48, temperature=0.0, repetition_penalty=1.5)  # a tiny model loops without it
     lines = []
     for message in QUESTIONS:
         print(f"you> {message['content']}\nassistant> ", end="", flush=True)

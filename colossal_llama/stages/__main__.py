@@ -39,7 +39,7 @@ def print_plan(recipe: Recipe) -> None:
           f"{launcher.command} x {launcher.nproc_per_node}" + (f" on {launcher.hostfile}" if launcher.hostfile else ""))
     for stage in recipe.stages:
         start = stage.start
-        origin = start.model or f"stage {start.stage}" + (" + vocabulary expansion" if start.expand else "")
+        origin = (start.model or f"stage {start.stage}") + (" + vocabulary expansion" if start.expand else "")
         data = ", ".join(f"{name} x{weight:g}" for name, weight in stage.data.items())
         replay = "".join(f", replay {p:g}% of {name}" for name, p in stage.replay)
         print(f"  {stage.folder_name}: from {origin}; data {data}{replay}; freeze {stage.freeze}")

@@ -83,7 +83,7 @@ class Source:
 
 @dataclass
 class Start:
-    """Where a stage's weights come from: a model folder, or an earlier stage's export, maybe expanded."""
+    """Where a stage's weights come from: a model folder or an earlier stage's export, maybe expanded."""
 
     model: str | None = None
     stage: str | None = None
@@ -224,12 +224,12 @@ def _read_start(reader: _Reader, key: str, value, index: int, earlier: list[str]
             reader.fail(key, "the first stage must start from a model: `start: {model: DIR}`")
         return Start(stage=earlier[-1])
     value = reader.mapping(value, key, ("model", "stage", "expand"))
-    if "model" in value and ("stage" in value or "expand" in value):
-        reader.fail(key, "`model` starts from a folder; it does not combine with `stage` or `expand`")
-    if "model" in value:
-        return Start(model=reader.path_of(value["model"], f"{key}.model", check_paths, folder=True))
+    if "model" in value and "stage" in value:
+        reader.fail(key, "give `model` (a folder) or `stage` (an earlier stage's export), not both")
     start = Start(stage=reader.typed(value["stage"], f"{key}.stage", str) if "stage" in value else None)
-    if start.stage is None:
+    if "model" in value:
+        start.model = reader.path_of(value["model"], f"{key}.model", check_paths, folder=True)
+    elif start.stage is None:
         if index == 0:
             reader.fail(key, "the first stage must start from a model: `start: {model: DIR}`")
         start.stage = earlier[-1]

@@ -68,8 +68,8 @@ def _stage_bands(ax, stages: list[dict]) -> None:
     """Stage boundaries as dashed lines, stage names along the top."""
     for stage in stages:
         ax.axvline(stage["offset"], color="grey", linestyle="--", linewidth=0.8)
-        ax.text(stage["offset"], 1.0, " " + stage["name"], transform=ax.get_xaxis_transform(), va="bottom",
-                fontsize=8, color="dimgrey", clip_on=False)
+        ax.text(stage["offset"], 0.98, stage["name"] + " ", transform=ax.get_xaxis_transform(), va="top",
+                ha="right", rotation=90, fontsize=8, color="dimgrey")
 
 
 def plot_loss(stages: list[dict], path: str) -> None:
@@ -115,7 +115,7 @@ def plot_categories(stages: list[dict], path: str) -> None:
                             color=f"C{j % 10}", markersize=3, linewidth=1, label=category if first else None)
                     first = False
         _stage_bands(ax, stages)
-        ax.set_title(title, fontsize=10, pad=14)
+        ax.set_title(title, fontsize=10)
         ax.set_ylabel("loss (nats per token)")
         ax.grid(alpha=0.3)
         if categories:

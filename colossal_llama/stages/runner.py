@@ -86,9 +86,7 @@ def export_of(recipe: Recipe, name: str) -> str:
 def start_model(recipe: Recipe, stage: Stage) -> str:
     """The HF folder the stage starts from; an `expand` start is built here (tokenizer, then embeddings)."""
     start = stage.start
-    if start.model:
-        return start.model
-    base = export_of(recipe, start.stage)
+    base = start.model or export_of(recipe, start.stage)
     if not start.expand:
         return base
     from colossal_llama.model.init_model import init_model
@@ -126,7 +124,7 @@ def stage_data(recipe: Recipe, stage: Stage, tokenizer_dir: str, hashes: FileHas
 def old_vocab_size(recipe: Recipe, stage: Stage) -> int:
     from colossal_llama.tokenizer.loading import load_tokenizer
 
-    return len(load_tokenizer(export_of(recipe, stage.start.stage)))
+    return len(load_tokenizer(stage.start.model or export_of(recipe, stage.start.stage)))
 
 
 def train_settings(recipe: Recipe, stage: Stage, model: str, parts: list[str], evals: list[str]) -> dict:

@@ -141,6 +141,7 @@ def build_mixture(out: str, parts: list[MixPart], buckets: int, seed: int) -> di
     """Write the mixture's buckets, manifest.json (and the SFT tokenizer folder) into `out`; returns the manifest."""
     import datasets
 
+    datasets.disable_progress_bars()  # one bar per bucket written says nothing here
     key = _digest({"parts": [[p.label, os.path.abspath(p.folder), read_manifest(p.folder)["inputs"], p.factor]
                              for p in parts], "buckets": buckets, "seed": seed})
     if os.path.isfile(os.path.join(out, "manifest.json")) and read_manifest(out).get("mixture_key") == key:

@@ -1,0 +1,222 @@
+"""Stage recipes: checking, cached preparation, mixtures and replay, the runner's resume, the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from colossal_llama.stages.recipe import RecipeError, load_recipe
+from colossal_llama.stages.sources import FileHashes, MixPart, build_mixture, chosen_rows, parts_of, prepare_source
+from helpers import REPO, SAMPLE_PRETRAIN
+
+STORY_EN = os.path.join(SAMPLE_PRETRAIN, "story_en.jsonl.gz")
+QA_EN = os.path.join(SAMPLE_PRETRAIN, "qa_en.jsonl")
+QA_ZH = os.path.join(SAMPLE_PRETRAIN, "qa_zh.jsonl")
+
+
+def base_recipe(model_dir: str) -> dict:
+    """Two stages on small bundled files; stage b replays half of stage a."""
+    return {
+        "launcher": {"command": "python"},
+        "defaults": {"plugin": "ddp", "mixed_precision": "fp32", "batch_size": 2, "lr": 1e-3, "log_interval": 1,
+                     "save_interval": 3, "seed": 3},
+        "prepare": {"max_length": 128, "num_spliced_dataset_bins": 2, "num_workers": 1},
+        "probes": [QA_ZH],
+        "sources": {"story": {"jsonl": [STORY_EN]}, "qa": {"jsonl": [QA_EN]}},
+        "stages": [
+            {"name": "a", "start": {"model": model_dir}, "data": {"story": 1}, "train": {"max_steps": 4}},
+            {"name": "b", "data": {"qa": 2}, "replay": [{"stage": "a", "percent": 50}], "buckets": 2,
+             "train": {"max_steps": 12, "use_neft": True}},
+        ],
+    }
+
+
+def write_recipe(folder, recipe: dict) -> str:
+    path = os.path.join(folder, "recipe.yaml")
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(recipe, f, allow_unicode=True)
+    return path
+
+
+def _set(recipe: dict, dotted: str, value):
+    keys = dotted.split(".")
+    node = recipe
+    for k in keys[:-1]:
+        node = node[int(k)] if isinstance(node, list) else node[k]
+    node[int(keys[-1]) if isinstance(node, list) else keys[-1]] = value
+
+
+BAD = [
+    ("stagez", [], "recipe.yaml: stagez: unknown key"),
+    ("stages.0.epochs", 3, "stages[0].epochs: unknown key"),
+    ("stages.1.train.lrr", 1.0, "stages[1] (b).train.lrr: unknown key"),
+    ("stages.1.train.lr", "fast", "stages[1] (b).train.lr: expected float, got 'fast'"),
+    ("stages.1.train.save_dir", "x", "stages[1] (b).train.save_dir: set by the runner; use the run folder"),
+    ("stages.1.train.freeze_non_embeds_params", True, "use `freeze: embeddings`"),
+    ("stages.1.train.eval_interval", 5, "stages[1] (b).train: --eval_interval"),
+    ("stages.1.data.nope", 1, "stages[1] (b).data.nope: unknown key"),
+    ("stages.1.data.qa", 0, "stages[1] (b).data.qa: a weight must be positive"),
+    ("stages.1.replay.0.stage", "c", "stages[1] (b).replay[0].stage: no stage 'c' runs before this one"),
+    ("stages.1.replay.0.percent", 150, "stages[1] (b).replay[0].percent: must be in (0, 100]"),
+    ("stages.0.start", {"stage": "b"}, "stages[0] (a).start.stage: no stage 'b' runs before this one"),
+    ("stages.1.start", {"stage": "b"}, "stages[1] (b).start.stage: no stage 'b' runs before this one"),
+    ("stages.0.start", "previous", "stages[0] (a).start: the first stage must start from a model"),
+    ("stages.0.start.model", "/no/such/model", "stages[0] (a).start.model: /no/such/model does not exist"),
+    ("stages.1.freeze", "new_rows", "stages[1] (b).freeze: new_rows needs a stage that starts with `expand`"),
+    ("stages.1.freeze", "all", "stages[1] (b).freeze: must be one of none, embeddings, new_rows"),
+    ("stages.1.name", "a", "stages[1].name: stage 'a' is defined twice"),
+    ("stages.1.start", {"expand": {"learn_from": [QA_ZH]}}, "stages[1] (b).start.expand: learn_from needs"),
+    ("sources.qa.jsonl", ["/no/such.jsonl"], "sources.qa.jsonl[0]: /no/such.jsonl does not exist"),
+    ("sources.qa.prepare", {"max_len": 3}, "sources.qa.prepare.max_len: unknown key"),
+    ("sources.qa.prepare", {"tokenizer_dir": "x"}, "sources.qa.prepare.tokenizer_dir: set by the runner"),
+    ("sources.qa.kind", "chat", "sources.qa.kind: must be one of pretrain, sft"),
+    ("sources.qa.prepared", "/tmp", "sources.qa: give exactly one of `jsonl`"),
+    ("probes", ["/no/probes.jsonl"], "probes[0]: /no/probes.jsonl does not exist"),
+    ("launcher.command", "mpirun", "launcher.command: must be one of colossalai, torchrun, python"),
+    ("launcher.nproc_per_node", "two", "launcher.nproc_per_node: expected int, got 'two'"),
+]
+
+
+@pytest.mark.parametrize("dotted, value, message", BAD, ids=[b[0] + "=" + str(b[1])[:12] for b in BAD])
+def test_bad_recipes_name_the_file_and_key(tmp_path, dotted, value, message):
+    recipe = base_recipe(str(tmp_path))
+    _set(recipe, dotted, value)
+    path = write_recipe(tmp_path, recipe)
+    with pytest.raises(RecipeError) as error:
+        load_recipe(path, run_dir=str(tmp_path / "run"))
+    assert str(error.value).startswith(path + ": ") and message in str(error.value)
+
+
+def test_bad_recipe_from_the_command_line_runs_nothing(tmp_path):
+    recipe = base_recipe(str(tmp_path))
+    recipe["stages"][1]["train"]["lr"] = "fast"
+    done = subprocess.run([sys.executable, "-m", "colossal_llama.stages", write_recipe(tmp_path, recipe),
+                           "--run_dir", str(tmp_path / "run")], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.startswith("error: ") and "stages[1] (b).train.lr" in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_shipped_recipes_check(tmp_path):
+    demo = load_recipe(os.path.join(REPO, "applications", "quickstart", "recipe.yaml"), run_dir=str(tmp_path),
+                       check_paths=False)
+    assert [s.name for s in demo.stages] == ["pretrain", "embeddings", "injection", "replay", "sft"]
+    real = load_recipe(os.path.join(REPO, "applications", "recipes", "llama2_7b_zh.yaml"), check_paths=False)
+    assert real.launcher.nproc_per_node == 8 and real.stages[0].start.expand
+    assert [s.name for s in real.stages][-1] == "sft" and all(s.train["plugin"] for s in real.stages)
+    assert real.stages[0].freeze == "new_rows"
+
+
+def test_chosen_rows_repeat_factor():
+    rows = chosen_rows(10, 2.5, seed=0, label="x")
+    counts = np.bincount(rows, minlength=10)
+    assert len(rows) == 25 and sorted(set(counts.tolist())) == [2, 3] and (counts == 3).sum() == 5
+    assert (rows == chosen_rows(10, 2.5, seed=0, label="x")).all()
+    assert not (rows == chosen_rows(10, 2.5, seed=1, label="x")).all()
+    assert len(chosen_rows(10, 0.04, 0, "x")) == 0
+
+
+def test_prepared_once_per_content_and_tokenizer(tmp_path, sp_tokenizer_dir, llama3_tokenizer_dir, capsys):
+    recipe = base_recipe(str(tmp_path))
+    copy = tmp_path / "qa.jsonl"
+    copy.write_bytes(open(QA_EN, "rb").read())
+    recipe["sources"]["qa"]["jsonl"] = [str(copy)]
+    source = load_recipe(write_recipe(tmp_path, recipe), run_dir=str(tmp_path / "run")).sources["qa"]
+    cache, hashes = str(tmp_path / "cache"), FileHashes(str(tmp_path / "cache"))
+    first = prepare_source(source, sp_tokenizer_dir, cache, hashes)
+    assert prepare_source(source, sp_tokenizer_dir, cache, hashes) == first
+    assert "prepared before" in capsys.readouterr().out
+    assert prepare_source(source, llama3_tokenizer_dir, cache, hashes) != first  # another tokenizer
+    copy.write_bytes(copy.read_bytes() + open(QA_ZH, "rb").read().replace(b'"qa_zh"', b'"qa_en"'))
+    changed = prepare_source(source, sp_tokenizer_dir, cache, hashes)
+    assert changed != first
+    with open(os.path.join(changed, "manifest.json")) as f:
+        assert json.load(f)["totals"]["records"] == 100
+
+
+def test_mixture_weights_buckets_and_sft_template(tmp_path, sp_tokenizer_dir):
+    from helpers import prepare_parts
+
+    story = os.path.dirname(os.path.dirname(prepare_parts("pretrain", sp_tokenizer_dir, str(tmp_path / "p"), 128, 2)[0]))
+    chat = os.path.dirname(os.path.dirname(prepare_parts("sft", sp_tokenizer_dir, str(tmp_path / "s"), 256, 2,
+                                                         ["--llama_version", "2"])[0]))
+    import datasets
+
+    size = lambda folder: sum(len(datasets.load_from_disk(p)) for p in parts_of(folder))  # noqa: E731
+    n_story, n_chat = size(story), size(chat)
+    manifest = build_mixture(str(tmp_path / "mix"), [MixPart("story", story, 2.0), MixPart("chat", chat, 0.5)],
+                             buckets=3, seed=1)
+    rows = {t["source"]: t["rows"] for t in manifest["sources"]}
+    assert rows == {"story": 2 * n_story, "chat": round(0.5 * n_chat)}
+    assert sum(manifest["bucket_rows"]) == 2 * n_story + round(0.5 * n_chat) == size(str(tmp_path / "mix"))
+    assert max(manifest["bucket_rows"]) - min(manifest["bucket_rows"]) <= 2  # every bucket has the proportions
+    assert abs(sum(t["share"] for t in manifest["sources"]) - 1) < 1e-3
+    assert os.path.isfile(tmp_path / "mix" / "tokenizer" / "tokenizer_config.json")  # the chat template travels
+    first = [datasets.load_from_disk(p)["input_ids"] for p in parts_of(str(tmp_path / "mix"))]
+    build_mixture(str(tmp_path / "mix2"), [MixPart("story", story, 2.0), MixPart("chat", chat, 0.5)], 3, seed=1)
+    assert first == [datasets.load_from_disk(p)["input_ids"] for p in parts_of(str(tmp_path / "mix2"))]
+
+
+def _runner(recipe_path: str, run_dir: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "colossal_llama.stages", recipe_path, "--run_dir", run_dir, *extra]
+
+
+def _weights(run_dir: str, stage: str) -> dict:
+    folder = os.path.join(run_dir, "stages", stage, "model")
+    tensors = {}
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".safetensors"):
+            tensors.update(load_file(os.path.join(folder, name)))
+    return tensors
+
+
+def test_runner_resumes_after_a_kill_with_the_same_final_weights(tmp_path, tiny_model_dir):
+    path = write_recipe(tmp_path, base_recipe(tiny_model_dir))
+    whole = str(tmp_path / "whole")
+    done = subprocess.run(_runner(path, whole), cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert os.path.isfile(os.path.join(whole, "report.md"))
+    for png in ("loss.png", "category_loss.png"):
+        with open(os.path.join(whole, "plots", png), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    with open(os.path.join(whole, "probes.json")) as f:
+        assert list(json.load(f)) == ["start", "a", "b"]
+    mixture = json.load(open(os.path.join(whole, "stages", "02-b", "data", "manifest.json")))
+    a_rows = json.load(open(os.path.join(whole, "stages", "01-a", "data", "manifest.json")))["sources"][0]["rows"]
+    assert [t["rows"] for t in mixture["sources"]][1] == round(a_rows * 0.5)  # replay 50% of stage a
+
+    killed = str(tmp_path / "killed")
+    process = subprocess.Popen(_runner(path, killed, "--no-report"), cwd=REPO, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = os.path.join(killed, "stages", "02-b", "checkpoints", "step-00000003")
+    deadline = time.time() + 300
+    while not os.path.isdir(checkpoint) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert os.path.isdir(checkpoint) and not os.path.exists(os.path.join(killed, "stages", "02-b", "done.json"))
+
+    again = subprocess.run(_runner(path, killed, "--no-report"), cwd=REPO, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "finished before" in again.stdout and "resuming from " + os.path.join(killed, "stages", "02-b", "checkpoints", "step-") in again.stdout
+    expected, got = _weights(whole, "02-b"), _weights(killed, "02-b")
+    assert expected.keys() == got.keys() and all((expected[k] == got[k]).all() for k in expected)
+
+    recipe = base_recipe(tiny_model_dir)
+    recipe["stages"][0]["train"]["lr"] = 5e-4  # stage a finished with other settings: refused before anything runs
+    changed = subprocess.run(_runner(write_recipe(tmp_path, recipe), killed), cwd=REPO, capture_output=True, text=True)
+    assert changed.returncode == 2 and "stage 'a' finished in" in changed.stderr and "other settings" in changed.stderr
+
+
+def test_report_command_on_a_folder_that_is_not_a_run(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "colossal_llama.stages.report", str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "no run.json" in done.stderr

@@ -123,31 +123,43 @@ def test_train_placeholder_says_not_yet():
 
 
 def test_demo_runs(tmp_path):
+    """`make demo`'s job: the whole recipe, the knowledge check moving the right way, plots, report, a chat."""
     done = subprocess.run([sys.executable, "applications/quickstart/demo.py", "--run_dir", str(tmp_path)], cwd=REPO,
                           capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert "$ " in done.stdout and "prepare_pretrain_dataset.py" in done.stdout
-    assert re.search(r"^total +362 +0 ", done.stdout, re.M)
-    assert re.search(r"^total +160 +0 ", done.stdout, re.M)  # the SFT step
-    assert "--- document 1: tokens 0-" in done.stdout and "[[<s>" in done.stdout  # inspected rows, spans marked
-    assert (tmp_path / "data" / "pretrain" / "manifest.json").exists()
-    assert (tmp_path / "data" / "sft" / "tokenizer" / "tokenizer_config.json").exists()
-    assert "pieces added" in done.stdout and (tmp_path / "tokenizer-zh" / "report.json").exists()
-    for stage in ("pretrain", "sft"):  # trained a few steps and exported
-        assert (tmp_path / "train" / stage / "final" / "model.safetensors.index.json").exists()
-    assert "chat template round trip: same ids as training" in done.stdout
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    for stage in ("pretrain", "embeddings", "injection", "replay", "sft"):
+        assert f": {stage}\n" in out and len(list((tmp_path / "stages").glob(f"*-{stage}/done.json"))) == 1
+    assert re.search(r"vocabulary 1,200 -> 2,\d{3}: [\d,]+ pieces added", out)  # the compression report
+    assert re.search(r"^encyclopedia_zh .* (\d\d)\.\d%$", out, re.M)
+    assert "The knowledge stages lowered the loss in both languages." in out
+    probes = json.loads((tmp_path / "probes.json").read_text())
+    for category in ("fact_en", "fact_zh"):
+        assert probes["replay"][category]["nats_per_char"] < probes["pretrain"][category]["nats_per_char"]
+    assert out.count("assistant> ") == 2
+    report = (tmp_path / "report.md").read_text()
+    assert "![loss per stage](plots/loss.png)" in report and "## Knowledge check" in report
+    for png in ("loss.png", "category_loss.png"):
+        assert (tmp_path / "plots" / png).read_bytes()[:4] == b"\x89PNG"
+    tokenizer = json.loads((tmp_path / "stages" / "05-sft" / "model" / "tokenizer_config.json").read_text())
+    assert "Assistant: " in tokenizer["chat_template"]  # the export carries the SFT data's template
 
 
 @pytest.mark.parametrize("script, folder", [("make_sample_data.py", SAMPLE_PRETRAIN),
                                             ("make_sample_sft_data.py", SAMPLE_SFT)])
 def test_sample_data_regenerates_identically(tmp_path, script, folder):
-    done = subprocess.run([sys.executable, f"applications/quickstart/{script}", "--out", str(tmp_path)],
+    out = tmp_path / "data"
+    done = subprocess.run([sys.executable, f"applications/quickstart/{script}", "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     names = sorted(os.listdir(folder))
-    assert sorted(os.listdir(tmp_path)) == names
+    assert sorted(os.listdir(out)) == names
     for name in names:
-        assert (tmp_path / name).read_bytes() == open(os.path.join(folder, name), "rb").read(), name
+        assert (out / name).read_bytes() == open(os.path.join(folder, name), "rb").read(), name
+    if script == "make_sample_data.py":  # the held-out probes are written beside the corpus
+        probes = os.path.join(os.path.dirname(folder), "probes")
+        for name in sorted(os.listdir(probes)):
+            assert (tmp_path / "probes" / name).read_bytes() == open(os.path.join(probes, name), "rb").read(), name
 
 
 def test_sample_corpus_shape():

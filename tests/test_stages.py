@@ -208,7 +208,10 @@ def test_runner_resumes_after_a_kill_with_the_same_final_weights(tmp_path, tiny_
     assert again.returncode == 0, again.stderr[-3000:]
     assert "finished before" in again.stdout and "resuming from " + os.path.join(killed, "stages", "02-b", "checkpoints", "step-") in again.stdout
     expected, got = _weights(whole, "02-b"), _weights(killed, "02-b")
-    assert expected.keys() == got.keys() and all((expected[k] == got[k]).all() for k in expected)
+    # train.py's own resume is bit-identical (test_train_loop); across processes, CPU matrix kernels have once
+    # given last-bit differences (5.8e-7 at most), so the two runs are compared to 1e-5
+    assert expected.keys() == got.keys()
+    assert max(float((expected[k] - got[k]).abs().max()) for k in expected) < 1e-5
 
     recipe = base_recipe(tiny_model_dir)
     recipe["stages"][0]["train"]["lr"] = 5e-4  # stage a finished with other settings: refused before anything runs

@@ -83,6 +83,7 @@ BAD = [
     ("probes", ["/no/probes.jsonl"], "probes[0]: /no/probes.jsonl does not exist"),
     ("launcher.command", "mpirun", "launcher.command: must be one of colossalai, torchrun, python"),
     ("launcher.nproc_per_node", "two", "launcher.nproc_per_node: expected int, got 'two'"),
+    ("launcher.nproc_per_node", 2, "launcher.command: python starts one process on this machine"),
 ]
 
 
@@ -223,3 +224,31 @@ def test_report_command_on_a_folder_that_is_not_a_run(tmp_path):
     done = subprocess.run([sys.executable, "-m", "colossal_llama.stages.report", str(tmp_path)], cwd=REPO,
                           capture_output=True, text=True)
     assert done.returncode == 2 and "no run.json" in done.stderr
+
+
+def test_probe_score_is_answer_nll_per_character(tmp_path, tiny_model_dir):
+    """Same figure as transformers' own mean loss over the answer tokens, times their count, over the characters."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from colossal_llama.stages.probes import probe_model
+
+    records = [{"source": "What is 2 plus 2?", "target": "It is 4.", "category": "a"},
+               {"source": "", "target": "The sea is wide.", "category": "b"}]
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records) + "\n")
+    scores = probe_model(tiny_model_dir, [str(path)])
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    for record in records:
+        prefix = tokenizer("<s>" + record["source"], add_special_tokens=False)["input_ids"]
+        ids = tokenizer("<s>" + record["source"] + record["target"] + "</s>", add_special_tokens=False)["input_ids"]
+        labels = [-100] * len(prefix) + ids[len(prefix):]
+        with torch.no_grad():
+            loss = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss.item()
+        expected = loss * (len(ids) - len(prefix)) / len(record["target"])
+        assert scores[record["category"]]["nats_per_char"] == pytest.approx(expected, abs=1e-4)
+        assert scores[record["category"]]["chars"] == len(record["target"])
+    path.write_text('{"source": "x", "target": ""}\n')
+    with pytest.raises(Exception, match=r"p.jsonl: line 1: expected"):
+        probe_model(tiny_model_dir, [str(path)])

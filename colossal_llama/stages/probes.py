@@ -50,7 +50,9 @@ def probe_model(model_dir: str, paths: list[str], batch_size: int = 16) -> dict:
     from colossal_llama.tokenizer.loading import load_tokenizer
 
     tokenizer = load_tokenizer(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # bf16 on a GPU, so a 7B model fits one
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=dtype).to(device).eval()
     records = [r for p in paths for r in read_probes(p)]
     bos, eos = tokenizer.bos_token or "", tokenizer.eos_token or ""
     totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0])
@@ -66,7 +68,7 @@ def probe_model(model_dir: str, paths: list[str], batch_size: int = 16) -> dict:
             ids[i, : len(full)] = torch.tensor(full)
             labels[i, len(prefix): len(full)] = torch.tensor(full[len(prefix):])
             mask[i, : len(full)] = 1
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, :-1].float().cpu()
         target = labels[:, 1:]
         nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100, reduction="none")
         for record, row in zip(batch, nll.sum(dim=1).tolist()):

@@ -331,6 +331,9 @@ def load_recipe(path: str, run_dir: str | None = None, check_paths: bool = True)
         setattr(launcher, name, None if value is None else reader.typed(value, f"launcher.{name}", kind))
     if launcher.command not in LAUNCHERS:
         reader.fail("launcher.command", f"must be one of {', '.join(LAUNCHERS)}, got {launcher.command!r}")
+    if launcher.command == "python" and (launcher.nproc_per_node != 1 or launcher.hostfile):
+        reader.fail("launcher.command", "python starts one process on this machine; use colossalai or torchrun for "
+                    "more processes or a hostfile")
     if launcher.hostfile:
         launcher.hostfile = reader.path_of(launcher.hostfile, "launcher.hostfile", check_paths)
     recipe = Recipe(path=path, run_dir=run_dir, launcher=launcher, sources={}, stages=[], text=text)

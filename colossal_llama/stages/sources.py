@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from colossal_llama.data.manifest import file_sha256
+from colossal_llama.data.prepare import publish
 from colossal_llama.data.records import DataError, discover_input_files
 from colossal_llama.stages.recipe import KINDS, Source
 from colossal_llama.tokenizer.loading import load_tokenizer, tokenizer_fingerprint
@@ -142,11 +143,13 @@ def build_mixture(out: str, parts: list[MixPart], buckets: int, seed: int) -> di
     import datasets
 
     datasets.disable_progress_bars()  # one bar per bucket written says nothing here
-    key = _digest({"parts": [[p.label, os.path.abspath(p.folder), read_manifest(p.folder)["inputs"], p.factor]
-                             for p in parts], "buckets": buckets, "seed": seed})
-    if os.path.isfile(os.path.join(out, "manifest.json")) and read_manifest(out).get("mixture_key") == key:
-        return read_manifest(out)
     manifests = [read_manifest(p.folder) for p in parts]
+    key = _digest({"parts": [[p.label, os.path.abspath(p.folder), m["inputs"], p.factor] for p, m in zip(parts, manifests)],
+                   "buckets": buckets, "seed": seed})
+    if os.path.isfile(os.path.join(out, "manifest.json")):
+        existing = read_manifest(out)
+        if existing.get("mixture_key") == key:
+            return existing
     fingerprints = {m["tokenizer"]["fingerprint"] for m in manifests}
     if len(fingerprints) > 1:
         raise DataError(f"mixture {out}: its sources were prepared with different tokenizers: "
@@ -187,9 +190,7 @@ def build_mixture(out: str, parts: list[MixPart], buckets: int, seed: int) -> di
             if os.path.isdir(os.path.join(part.folder, "tokenizer")):
                 shutil.copytree(os.path.join(part.folder, "tokenizer"), os.path.join(tmp, "tokenizer"))
                 break
-        if os.path.exists(out):
-            shutil.rmtree(out)
-        os.rename(tmp, out)
+        publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -49,6 +49,13 @@ class DataConfig:
     on_error: str = "raise"
     """`raise`: stop at the first bad record; `skip`: write it to rejected.jsonl and go on."""
 
+    max_record_bytes: int = 16 << 20
+    """Longest record (input line) accepted, in bytes; a longer one is bad input
+    (`too_large`), read through without being held in memory. Tokenizing a
+    record costs memory in proportion to its size (about 150 bytes per byte of
+    text, measured with a small SentencePiece BPE tokenizer), so this bounds
+    what one record can cost a worker. Default 16 MiB."""
+
     recursive: bool = False
     """Also read `*.jsonl(.gz)` files in sub-folders of the input folders."""
 
@@ -71,6 +78,8 @@ class DataConfig:
             raise ConfigError(f"--num_workers must be at least 1, got {self.num_workers}")
         if self.on_error not in ON_ERROR_CHOICES:
             raise ConfigError(f"--on_error must be one of {ON_ERROR_CHOICES}, got {self.on_error!r}")
+        if self.max_record_bytes < 1:
+            raise ConfigError(f"--max_record_bytes must be positive, got {self.max_record_bytes}")
         if self.chunk_bytes < 1:
             raise ConfigError(f"chunk_bytes must be positive, got {self.chunk_bytes}")
 
@@ -90,9 +99,10 @@ LLAMA_VERSIONS = (2, 3)
 class SftDataConfig(DataConfig):
     """Settings of `prepare_sft_dataset.py`."""
 
-    llama_version: int = 3
-    """Separators of the default template: 2 = `<s>`/`</s>`, 3 = `<|begin_of_text|>`/`<|eot_id|>`
-    (the old script's flag and default)."""
+    llama_version: int | None = None
+    """Separators of the default template: 2 = `<s>`/`</s>`, 3 = `<|begin_of_text|>`/`<|eot_id|>` (the old
+    script's flag). Default: detected from the tokenizer (3 if it has both LLaMA-3 tokens, 2 if its bos/eos
+    are `<s>`/`</s>`); the old script's default was 3, which failed on LLaMA-2 tokenizers."""
 
     template: str = "default"
     """Conversation template: `default` (Human/Assistant) or `hf` (the tokenizer's own chat_template)."""
@@ -100,21 +110,29 @@ class SftDataConfig(DataConfig):
     pack: bool = True
     """Pack several conversations into a row (kept apart by seq_lengths); off: one per row."""
 
+    pack_within_category: bool = False
+    """Keep each row to one category. Default: a row may hold conversations of several
+    categories (bins and buckets still per category; each segment keeps its category in
+    `segment_categories`), which fills rows better when conversations are long."""
+
     category: str | None = None
-    """File every conversation under this category, whatever its record says. Rows
-    hold one category each, so one category packs tightest (long conversations
-    of one source can share rows with short ones of another)."""
+    """File every conversation under this category, whatever its record says (one
+    category for bins, buckets, statistics and per-category loss)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.category == "":
             raise ConfigError("--category must not be empty")
-        if self.llama_version not in LLAMA_VERSIONS:
+        if self.llama_version is not None and self.llama_version not in LLAMA_VERSIONS:
             raise ConfigError(f"--llama_version must be one of {LLAMA_VERSIONS}, got {self.llama_version}")
 
 
 def field_help(cls, name: str) -> str:
-    """The docstring written under a dataclass field, used as its --help text."""
+    """The docstring written under a dataclass field, as argparse --help text.
+
+    argparse %-formats help strings (for `%(default)s`), so a literal `%` in a
+    docstring ("2.5% of all steps") is doubled here, once for every parser.
+    """
     import ast
     import inspect
 
@@ -123,7 +141,7 @@ def field_help(cls, name: str) -> str:
     for node, nxt in zip(body, body[1:]):
         if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == name:
             if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-                return str(nxt.value.value)
+                return str(nxt.value.value).replace("%", "%%")
     return ""
 
 
@@ -137,6 +155,7 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num_workers", type=int, default=os.cpu_count() or 1, help=h("num_workers"))
     p.add_argument("--seed", type=int, default=42, help=h("seed"))
     p.add_argument("--on_error", choices=ON_ERROR_CHOICES, default="raise", help=h("on_error"))
+    p.add_argument("--max_record_bytes", type=int, default=16 << 20, help=h("max_record_bytes"))
     p.add_argument("--recursive", action="store_true", help=h("recursive"))
     p.add_argument("--overwrite", action="store_true", help=h("overwrite"))
 
@@ -160,9 +179,10 @@ def sft_data_parser() -> argparse.ArgumentParser:
         "where only assistant replies carry labels.",
     )
     _add_data_arguments(p)
-    p.add_argument("--llama_version", type=int, choices=LLAMA_VERSIONS, default=3, help=h("llama_version"))
+    p.add_argument("--llama_version", type=int, choices=LLAMA_VERSIONS, default=None, help=h("llama_version"))
     p.add_argument("--template", default="default", help=h("template"))
     p.add_argument("--pack", action=argparse.BooleanOptionalAction, default=True, help=h("pack"))
+    p.add_argument("--pack_within_category", action="store_true", help=h("pack_within_category"))
     p.add_argument("--category", default=None, help=h("category"))
     return p
 

@@ -71,6 +71,22 @@ def build_llama3_style_tokenizer(texts: list[str], out_dir: str, vocab_size: int
     return out_dir
 
 
+def build_tokenizer_without_byte_fallback(sp_tokenizer_dir: str, out_dir: str) -> str:
+    """The SentencePiece test tokenizer with byte fallback off (a fast-only folder): characters
+    outside its vocabulary become the <unk> id, in ordinary text."""
+    import shutil
+
+    os.makedirs(out_dir, exist_ok=True)
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(os.path.join(sp_tokenizer_dir, name), out_dir)
+    with open(os.path.join(sp_tokenizer_dir, "tokenizer.json"), encoding="utf-8") as f:
+        spec = json.load(f)
+    spec["model"]["byte_fallback"] = False
+    with open(os.path.join(out_dir, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(spec, f, ensure_ascii=False)
+    return out_dir
+
+
 def reference_pretrain(tokenizer, record: dict) -> tuple[list[int], list[int]]:
     """Data-spec section 1, literally."""
     bos, eos = tokenizer.bos_token, tokenizer.eos_token
@@ -94,16 +110,19 @@ def reference_pieces(ids: list[int], labels: list[int], max_length: int):
 
 
 def output_segments(out_dir: str):
-    """Every segment (document or chunk) of every row of a prepared folder, with its row's category."""
+    """Every segment (document or chunk) of every row of a prepared folder, with its own category
+    (`segment_categories` of rows packed across categories, else the row's category)."""
     import datasets
 
     segments = []
     for part in sorted(glob.glob(os.path.join(out_dir, "arrow", "part-*"))):
         for row in datasets.load_from_disk(part):
             start = 0
-            for n in row["seq_lengths"]:
+            categories = row.get("segment_categories") or [row["category"]] * len(row["seq_lengths"])
+            assert len(categories) == len(row["seq_lengths"])
+            for n, category in zip(row["seq_lengths"], categories):
                 segments.append((tuple(row["input_ids"][start : start + n]), tuple(row["labels"][start : start + n]),
-                                 row["category"]))
+                                 category))
                 start += n
     return segments
 

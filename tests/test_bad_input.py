@@ -7,11 +7,11 @@ import os
 
 import pytest
 
-from colossal_llama.config import PretrainDataConfig
+from colossal_llama.config import ConfigError, PretrainDataConfig, parse_pretrain_data_args, parse_sft_data_args
 from colossal_llama.data.pretrain import main, prepare_pretrain_dataset
 from colossal_llama.data.records import DataError
 from colossal_llama.tokenizer.loading import TokenizerError
-from helpers import SAMPLE_PRETRAIN, write_jsonl
+from helpers import REPO, SAMPLE_PRETRAIN, write_jsonl
 
 GOOD = {"source": "", "target": "a good record", "category": "c"}
 
@@ -27,7 +27,17 @@ BAD_LINES = {
     "invalid_utf8": (b'{"source": "", "target": "\xff\xfe", "category": "c"}', "invalid_utf8", "invalid UTF-8"),
     "not_an_object": (b'["source", "target"]', "not_an_object", "expected a JSON object, got list"),
     "special_token": (b'{"source": "", "target": "end</s>more", "category": "c"}', "special_token_text", "'</s>'"),
+    # hostile records (issue 11): each must be a counted rejection, never a crash
+    "unk_text": (b'{"source": "", "target": "a <unk> b", "category": "c"}', "special_token_text", "'<unk>'"),
+    "lone_surrogate": (b'{"source": "", "target": "x\\ud800y", "category": "c"}', "invalid_unicode",
+                       'field "target" holds a lone surrogate'),
+    "lone_surrogate_category": (b'{"source": "", "target": "x", "category": "c\\udc00"}', "invalid_unicode",
+                                'field "category" holds a lone surrogate'),
+    "deep_nesting": (b'{"source": "", "target": "x", "category": "c", "junk": ' + b"[" * 100_000 + b"}",
+                     "too_deeply_nested", "nested too deeply"),
 }
+READABLE_CATEGORY = ("missing_field", "missing_source", "non_string", "empty_target", "special_token", "unk_text",
+                     "lone_surrogate")
 
 
 def config(tokenizer_dir, inputs, out, **kw):
@@ -65,8 +75,7 @@ def test_bad_record_skipped_with_count(name, sp_tokenizer_dir, tmp_path):
     assert manifest["totals"]["records"] == 2
     assert manifest["inputs"][0]["rejected"] == 1 and manifest["inputs"][0]["lines"] == 3
     # counted under the record's category when it can be read, else under "<unknown>"
-    readable = name in ("missing_field", "missing_source", "non_string", "empty_target", "special_token")
-    assert manifest["categories"]["c" if readable else "<unknown>"]["rejected"] == {reason: 1}
+    assert manifest["categories"]["c" if name in READABLE_CATEGORY else "<unknown>"]["rejected"] == {reason: 1}
 
 
 def test_line_numbers_are_absolute_across_chunks(sp_tokenizer_dir, tmp_path):
@@ -149,6 +158,89 @@ def test_cli_reports_error_and_exit_code(sp_tokenizer_dir, tmp_path, capsys):
     assert code == 2
     assert f"error: {path}:2: invalid JSON" in capsys.readouterr().err
     assert_nothing_written(tmp_path, tmp_path / "out")
+
+
+def _record_of(size: int) -> bytes:
+    line = json.dumps({"source": "", "target": "", "category": "c"}).encode()
+    return line.replace(b'"target": ""', b'"target": "' + b"x" * (size - len(line)) + b'"')
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+def test_too_large_record_is_rejected_and_kept_truncated(suffix, sp_tokenizer_dir, tmp_path):
+    """A record over --max_record_bytes is bad input; rejected.jsonl keeps only its first 1,000 bytes."""
+    big, exact = _record_of(5000), _record_of(1000)
+    path = write_jsonl(str(tmp_path / "in" / "data.jsonl"), [GOOD], raw_lines=[big, exact])
+    if suffix == ".jsonl.gz":
+        with open(path, "rb") as f, gzip.open(path + ".gz", "wb") as gz:
+            gz.write(f.read())
+        os.remove(path)
+        path += ".gz"
+    limit = dict(max_record_bytes=1000)
+    with pytest.raises(DataError, match=rf"^{path}:2: record is 5,000 bytes, over the limit of 1,000 "
+                                        r"\(--max_record_bytes\)"):
+        prepare_pretrain_dataset(config(sp_tokenizer_dir, [tmp_path / "in"], tmp_path / "out", **limit))
+    assert_nothing_written(tmp_path, tmp_path / "out")
+    manifest = prepare_pretrain_dataset(config(sp_tokenizer_dir, [tmp_path / "in"], tmp_path / "out",
+                                               on_error="skip", **limit))
+    rejected = [json.loads(x) for x in (tmp_path / "out" / "rejected.jsonl").read_text().splitlines()]
+    assert [(r["line"], r["reason"], r["record_truncated"], r["record_bytes"]) for r in rejected] == [
+        (2, "too_large", True, 5000)]
+    assert rejected[0]["record"] == big[:1000].decode()
+    assert manifest["totals"]["records"] == 2  # a record of exactly the limit is fine
+    assert manifest["totals"]["rejected_by_reason"] == {"too_large": 1}
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_oversized_lines_are_read_through_not_kept(gz, tmp_path):
+    from colossal_llama.data.records import InputChunk, OversizedLine, iter_chunk_lines, plan_chunks
+
+    lines = [b"a" * 10, b"b" * 11, b"c" * 50_000, b"", b"d" * 10, b"e" * 3000]  # the last without newline
+    path = tmp_path / ("a.jsonl.gz" if gz else "a.jsonl")
+    path.write_bytes((gzip.compress if gz else bytes)(b"\n".join(lines)))
+    chunks = [InputChunk(0, str(path), 0, None)] if gz else plan_chunks([str(path)], 100)
+    got = [x for c in chunks for batch in iter_chunk_lines(c, 10, batch_lines=2) for x in batch]
+    assert got == [b"a" * 10, OversizedLine(b"b" * 11, 11, 10), OversizedLine(b"c" * 1000, 50_000, 10), b"",
+                   b"d" * 10, OversizedLine(b"e" * 1000, 3000, 10)]
+
+
+HOSTILE = ["unk_text", "lone_surrogate", "deep_nesting", "too_large"]
+
+
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+@pytest.mark.parametrize("name", HOSTILE)
+def test_cli_hostile_record(name, on_error, sp_tokenizer_dir, tmp_path, capsys):
+    """`raise`: one line `error: FILE:LINE: reason`, exit 2; `skip`: exit 0 and a counted rejection."""
+    line, reason, words = BAD_LINES[name] if name != "too_large" else (_record_of(300_000), "too_large", "300,000")
+    path = write_jsonl(str(tmp_path / "in" / "data.jsonl"), [GOOD], raw_lines=[line, json.dumps(GOOD).encode()])
+    out = tmp_path / "out"
+    code = main(["--data_input_dirs", str(tmp_path / "in"), "--tokenizer_dir", sp_tokenizer_dir, "--data_output_dirs",
+                 str(out), "--num_workers", "2", "--max_record_bytes", "200000", "--on_error", on_error])
+    errors = [x for x in capsys.readouterr().err.splitlines() if "error" in x.lower() or "Traceback" in x]
+    if on_error == "raise":
+        assert code == 2 and len(errors) == 1
+        assert errors[0].startswith(f"error: {path}:2: ") and words in errors[0]
+        assert_nothing_written(tmp_path, out)
+        return
+    assert code == 0 and not errors
+    rejected = [json.loads(x) for x in (out / "rejected.jsonl").read_text().splitlines()]
+    assert [(r["file"], r["line"], r["reason"]) for r in rejected] == [(path, 2, reason)]
+    assert json.loads((out / "manifest.json").read_text())["totals"]["rejected_by_reason"] == {reason: 1}
+
+
+def test_max_record_bytes_default_and_documented():
+    for parse in (parse_pretrain_data_args, parse_sft_data_args):
+        assert parse(["--data_input_dirs", "a", "--tokenizer_dir", "t"]).max_record_bytes == 16 << 20
+    assert PretrainDataConfig(data_input_dirs="a", tokenizer_dir="t").max_record_bytes == 16 << 20
+    with pytest.raises(ConfigError, match="--max_record_bytes must be positive"):
+        PretrainDataConfig(data_input_dirs="a", tokenizer_dir="t", max_record_bytes=0)
+    from colossal_llama.config import pretrain_data_parser
+
+    assert "too_large" in " ".join(pretrain_data_parser().format_help().split())
+    readme = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    assert "| `--max_record_bytes` | 16 MiB |" in readme
+    for reason in ("too_large", "too_deeply_nested", "invalid_unicode"):
+        assert f"`{reason}`" in readme
+    assert '`"record_truncated": true`' in readme
 
 
 def _die(chunk, settings):

@@ -2,6 +2,9 @@
 tied weights, dtypes, vocabulary replacement."""
 
 import json
+import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -128,3 +131,39 @@ def test_rows_for_a_byte_level_bpe_expansion(llama3_tokenizer_dir, tmp_path):
         (new_id,) = new(piece, add_special_tokens=False)["input_ids"]
         assert new_id >= len(old)
         torch.testing.assert_close(embed[new_id], old_embed[expected_parts(old, piece)].mean(0), rtol=1e-6, atol=1e-7)
+
+
+def test_model_written_into_the_tokenizer_folder(sp_tokenizer_dir, expanded_tokenizer, tmp_path, capsys):
+    """The old README's flow: --target_model_path is the folder init_tokenizer wrote. The model joins the
+    tokenizer there (no --overwrite needed, the tokenizer files kept); a folder that holds a model is refused."""
+    make_model_dir(tmp_path / "src", sp_tokenizer_dir)
+    folder = tmp_path / "zh"
+    shutil.copytree(expanded_tokenizer, folder)
+    kept = sorted(os.listdir(folder))
+    argv = ["--source_model_and_tokenizer_path", str(tmp_path / "src"), "--target_tokenizer_path", str(folder),
+            "--target_model_path", str(folder)]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert set(kept) <= set(os.listdir(folder)) and "config.json" in os.listdir(folder)
+    for name in kept:  # the tokenizer files are copied as they were
+        assert (folder / name).read_bytes() == (Path(expanded_tokenizer) / name).read_bytes()
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    assert model.config.vocab_size == len(AutoTokenizer.from_pretrained(folder)) == 1000 + len(NEW)
+    assert sorted(os.listdir(tmp_path)) == ["src", "zh"]  # published by a rename: nothing left beside it
+    capsys.readouterr()
+    assert main(argv) == 2 and "already holds a model (add --overwrite" in capsys.readouterr().err
+    assert main(argv + ["--overwrite"]) == 0
+    assert AutoModelForCausalLM.from_pretrained(folder).config.vocab_size == 1000 + len(NEW)
+
+
+def test_missing_folders_name_the_flag_given(sp_tokenizer_dir, expanded_tokenizer, tmp_path, capsys):
+    make_model_dir(tmp_path / "src", sp_tokenizer_dir)
+    flags = {"--source_model_and_tokenizer_path": str(tmp_path / "src"), "--target_tokenizer_path": expanded_tokenizer,
+             "--target_model_path": str(tmp_path / "out")}
+    for flag in ("--source_model_and_tokenizer_path", "--target_tokenizer_path"):
+        argv = [x for k, v in {**flags, flag: str(tmp_path / "none")}.items() for x in (k, v)]
+        assert main(argv) == 2
+        assert capsys.readouterr().err.strip() == f"error: {flag} {tmp_path / 'none'}: folder does not exist"
+    (tmp_path / "src" / "config.json").unlink()
+    argv = [x for kv in flags.items() for x in kv]
+    assert main(argv) == 2 and "--source_model_and_tokenizer_path" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -39,3 +39,15 @@ def test_cli_on_sft_output(sp_tokenizer_dir, tmp_path, capsys):
     assert "Human: <s> Hi</s> Assistant: [[<s> Hello there</s>]]" in out
     assert main([part, "--index", "5"]) == 2
     assert "--index 5 is outside 0..0" in capsys.readouterr().err
+
+
+def test_render_row_names_the_category_of_each_document_of_a_mixed_row(sp_tokenizer_dir):
+    tok = AutoTokenizer.from_pretrained(sp_tokenizer_dir)
+    a = tok("<s>the sea</s>", add_special_tokens=False)["input_ids"]
+    b = tok("<s>a hill</s>", add_special_tokens=False)["input_ids"]
+    row = {"input_ids": a + b, "labels": a + b, "seq_lengths": [len(a), len(b)], "category": "<mixed>",
+           "segment_categories": ["chat_en", "chat_zh"]}
+    lines = render_row(row, tok, color=False).splitlines()
+    assert lines[0].startswith("category <mixed>, ")
+    assert lines[1].startswith("--- document 1 (chat_en): tokens 0-")
+    assert lines[3].startswith(f"--- document 2 (chat_zh): tokens {len(a)}-")

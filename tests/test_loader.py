@@ -99,3 +99,61 @@ def test_packed_loss_equals_documents_one_by_one(attn):
     assert packed_n == sum(n for _, n in one_by_one)
     torch.testing.assert_close(packed_sum / packed_n, sum(s for s, _ in one_by_one) / packed_n, rtol=1e-5, atol=0)
     assert not torch.allclose(cross_sum, packed_sum, rtol=1e-3)  # without isolation the loss differs
+
+
+def test_collator_segments_with_and_without_the_per_segment_column():
+    rows = [{"input_ids": [5, 6, 7, 8, 9], "labels": [5, 6, 7, 8, 9], "seq_lengths": [3, 2], "category": "<mixed>",
+             "segment_categories": ["x", "y"]},
+            {"input_ids": [2, 2, 2], "labels": [2, 2, 2], "seq_lengths": [1, 2], "category": "y",
+             "segment_categories": None},  # a row of a one-category part concatenated with mixed ones
+            {"input_ids": [4, 4], "labels": [4, 4], "seq_lengths": [2], "category": "z"}]
+    batch = PackedCollator(pad_token_id=0)(rows)
+    assert batch["segments"] == [[("x", 3), ("y", 2)], [("y", 1), ("y", 2)], [("z", 2)]]
+    assert batch["category"] == ["<mixed>", "y", "z"]
+
+
+def test_categories_of_concatenated_parts():
+    import datasets
+
+    from colossal_llama.data.segments import categories_in
+
+    mixed = datasets.Dataset.from_dict({"input_ids": [[1, 2, 3]], "seq_lengths": [[1, 2]], "category": ["<mixed>"],
+                                        "segment_categories": [["a", "b"]]})
+    plain = datasets.Dataset.from_dict({"input_ids": [[1, 2]], "seq_lengths": [[2]], "category": ["c"]})
+    assert categories_in(datasets.concatenate_datasets([plain, mixed])) == ["a", "b", "c"]
+    assert categories_in(plain) == ["c"] and categories_in(list(mixed)) == ["a", "b"]
+
+
+def test_loss_per_category_counts_each_segment():
+    """A row packed across categories adds each document's label tokens to the document's own category."""
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from colossal_llama.training.steps import accumulate_step
+
+    model, _ = tiny_model("eager")
+    model.config._attn_implementation = "eager"
+    rng = np.random.default_rng(1)
+    docs = [rng.integers(3, 64, size=n).tolist() for n in (7, 4, 9, 5, 6)]
+    labels = [[-100] * 3 + d[3:] for d in docs[:2]] + [list(d) for d in docs[2:]]
+    cats = ["x", "y", "x", "y", "z"]
+    rows = [{"input_ids": sum(docs[:3], []), "labels": sum(labels[:3], []), "seq_lengths": [7, 4, 9],
+             "category": "<mixed>", "segment_categories": cats[:3]},
+            {"input_ids": sum(docs[3:], []), "labels": sum(labels[3:], []), "seq_lengths": [5, 6],
+             "category": "<mixed>", "segment_categories": cats[3:]}]
+    expected_sums, expected_counts = {}, {}
+    with torch.no_grad():
+        for d, l, c in zip(docs, labels, cats):  # each document alone
+            s, n = token_loss_sum(model, torch.tensor([d]), torch.tensor([l]))
+            expected_sums[c] = expected_sums.get(c, 0.0) + float(s)
+            expected_counts[c] = expected_counts.get(c, 0) + n
+    run = SimpleNamespace(dp_size=1, dp_group=None, device="cpu", model=model, autocast=nullcontext, no_sync=False,
+                          booster=SimpleNamespace(backward=lambda loss, optimizer: loss.backward()),
+                          optimizer=torch.optim.SGD(model.parameters(), lr=0.0), clips_in_loop=False,
+                          scheduler=SimpleNamespace(step=lambda: None),
+                          train=SimpleNamespace(categories=["x", "y", "z"]))
+    result = accumulate_step(run, [PackedCollator(pad_token_id=0)(rows)])
+    assert sorted(result.category_loss) == ["x", "y", "z"]
+    for c in "xyz":
+        assert result.category_loss[c] == pytest.approx(expected_sums[c] / expected_counts[c], rel=1e-5)
+    assert result.loss == pytest.approx(sum(expected_sums.values()) / sum(expected_counts.values()), rel=1e-5)

@@ -75,3 +75,166 @@ def test_assign_bins_balanced(seed):
     per_bin = np.bincount(assigned, weights=tokens, minlength=bins)
     # every bin is within one row of its fair share
     assert np.abs(per_bin - tokens.sum() / bins).max() <= tokens.max()
+
+
+# --- the reduce step on a synthetic spill (no tokenizer): within and across categories ---
+
+
+def fake_spill(folder, docs_per_chunk=60, max_doc=160, masked_prefixes=True, seed=11):
+    """Two map chunks of documents of three categories (local category orders differ per chunk).
+
+    Returns (results, documents): the chunk results and every document as
+    (ids, labels, category) in spill order.
+    """
+    import os
+
+    from colossal_llama.data.mapstep import ChunkResult, spill_path
+
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    results, documents = [], []
+    for index, cats in enumerate((["b", "a", "c"], ["c", "a"])):
+        lengths = rng.integers(1, max_doc, size=docs_per_chunk)
+        local = rng.integers(0, len(cats), size=docs_per_chunk)
+        ids = rng.integers(3, 1000, size=int(lengths.sum())).astype(np.int32)
+        labels = ids.copy()
+        start = 0
+        for n, c in zip(lengths.tolist(), local.tolist()):
+            if masked_prefixes:  # a masked prefix, sometimes all of it
+                labels[start : start + int(rng.integers(0, n + 1))] = -100
+            documents.append((ids[start : start + n].tolist(), labels[start : start + n].tolist(), cats[c]))
+            start += n
+        ids.tofile(spill_path(folder, index, "ids"))
+        labels.tofile(spill_path(folder, index, "labels"))
+        np.stack([local, lengths], axis=1).astype(np.int64).tofile(spill_path(folder, index, "docs"))
+        results.append(ChunkResult(index, records=docs_per_chunk, tokens=int(lengths.sum()), categories=cats))
+    return results, documents
+
+
+def reduce_fake(tmp_path, name, max_length, bins, seed, **plan_kw):
+    """plan_rows + write_buckets over a fake spill; returns (arrow folder, parts, plan, documents)."""
+    from colossal_llama.data.buckets import SpillReader, load_doc_table, plan_rows, write_buckets
+
+    spill = str(tmp_path / "spill")
+    results, documents = fake_spill(spill)
+    table = load_doc_table(spill, results)
+    reader = SpillReader(spill, results)
+    plan = plan_rows(table, reader, max_length, bins, seed, **plan_kw)
+    arrow = str(tmp_path / name)
+    return arrow, write_buckets(plan, reader, arrow, bins, seed, "identity"), plan, documents
+
+
+def arrow_rows(arrow_dir):
+    """Every row of every part, as pyarrow reads them: [(part, [row dicts])]."""
+    import os
+
+    import pyarrow as pa
+
+    parts = []
+    for part in sorted(os.listdir(arrow_dir)):
+        rows = []
+        for name in sorted(f for f in os.listdir(os.path.join(arrow_dir, part)) if f.endswith(".arrow")):
+            with pa.OSFile(os.path.join(arrow_dir, part, name)) as f:
+                rows += pa.ipc.open_stream(f).read_all().to_pylist()
+        parts.append((part, rows))
+    return parts
+
+
+def rows_digest(arrow_dir) -> str:
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    for part, rows in arrow_rows(arrow_dir):
+        h.update(part.encode())
+        columns = {k: [r[k] for r in rows] for k in rows[0]}
+        h.update(json.dumps(columns, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def stats_digest(parts) -> str:
+    import hashlib
+    import json
+
+    old_keys = ("chunks", "documents", "dropped_all_masked_chunk", "label_tokens", "rows", "segments", "tokens")
+    shaped = [[p["part"], p["bucket"], p["files"],
+               {c: {k: v[k] for k in old_keys} for c, v in sorted(p["categories"].items())}] for p in parts]
+    return hashlib.sha256(json.dumps(shaped, sort_keys=True).encode()).hexdigest()
+
+
+# digests of the rows and per-part counts that the reduce step wrote before rows could mix categories
+# (pinned from the code of commit cdc9873): one category per row must stay exactly that
+PINNED_WITHIN = {
+    True: ("a8666a17ec21319711667f5c3e206b2537be2938d053480ad6cfd9a2d190a7d2",
+           "582526d3932b10e6da30680ba2d8dc3a6847c021dde5a5c2f9991ad5a943cf15"),
+    False: ("ddaff279ea770b617e43d4a297fcf2e51df298c1363f3458c4a33364576b9fe1",
+            "2e02b8d55e0957cd8672a07469cabbe9d1207bc661e50783a2655f93577b23d2"),
+}
+
+
+@pytest.mark.parametrize("pack", [True, False])
+def test_within_category_rows_are_unchanged(tmp_path, pack):
+    arrow, parts, plan, _ = reduce_fake(tmp_path, "out", 64, 3, 5, pack=pack, across_categories=False)
+    assert (rows_digest(arrow), stats_digest(parts)) == PINNED_WITHIN[pack]
+    assert not plan.mixed and all("segment_categories" not in r for _, rows in arrow_rows(arrow) for r in rows)
+    if not pack:  # --no-pack: one document per row, whatever the packing mode
+        again, parts, _, _ = reduce_fake(tmp_path, "again", 64, 3, 5, pack=False, across_categories=True)
+        assert (rows_digest(again), stats_digest(parts)) == PINNED_WITHIN[False]
+
+
+def test_across_categories_invariants_and_determinism(tmp_path):
+    import collections
+    import filecmp
+
+    from helpers import reference_pieces
+
+    max_length, bins = 64, 3
+    arrow, parts, plan, documents = reduce_fake(tmp_path, "out", max_length, bins, 5, across_categories=True)
+    expected = collections.Counter()
+    for ids, labels, category in documents:
+        for piece in reference_pieces(ids, labels, max_length):
+            expected[(*piece, category)] += 1
+    segments, per_bucket = collections.Counter(), collections.defaultdict(collections.Counter)
+    mixed_rows = 0
+    for part, (name, rows) in zip(parts, arrow_rows(arrow)):
+        assert part["part"].endswith(name)
+        for row in rows:
+            assert len(row["input_ids"]) == len(row["labels"]) == sum(row["seq_lengths"]) <= max_length
+            assert len(row["segment_categories"]) == len(row["seq_lengths"])
+            distinct = set(row["segment_categories"])
+            assert row["category"] == (distinct.pop() if len(distinct) == 1 else "<mixed>")
+            mixed_rows += row["category"] == "<mixed>"
+            start = 0
+            for n, category in zip(row["seq_lengths"], row["segment_categories"]):
+                segments[tuple(row["input_ids"][start : start + n]), tuple(row["labels"][start : start + n]),
+                         category] += 1
+                per_bucket[category][part["bucket"]] += n
+                start += n
+    assert segments == expected  # every kept piece exactly once, with the category of its document
+    assert mixed_rows > 0 and plan.mixed
+    for category, tokens in per_bucket.items():  # bins: each category spread evenly over the buckets
+        counts = np.array([tokens[k] for k in range(bins)])
+        assert np.abs(counts - counts.sum() / bins).max() <= max_length, category
+    reduce_fake(tmp_path, "again", max_length, bins, 5, across_categories=True)  # same inputs and seed: same bytes
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == [name for name, _ in arrow_rows(arrow)]
+    for part in (tmp_path / "out").iterdir():
+        files = sorted(p.name for p in part.iterdir())
+        assert filecmp.cmpfiles(part, tmp_path / "again" / part.name, files, shallow=False)[0] == files
+    other, _, _, _ = reduce_fake(tmp_path, "other", max_length, bins, 6, across_categories=True)
+    assert rows_digest(other) != rows_digest(arrow)  # the seed decides
+
+
+def test_across_categories_fills_rows_one_category_cannot(tmp_path):
+    """60%- and 40%-of-a-row documents: apart, every row of the first is 40% empty; together, none is."""
+    from colossal_llama.data.buckets import DocTable, plan_rows
+
+    lengths = np.array([60] * 20 + [40] * 20)
+    table = DocTable(chunk=np.zeros(40, np.int64), offset=np.concatenate(([0], np.cumsum(lengths)[:-1])),
+                     length=lengths, category=np.repeat([0, 1], 20), names=["long", "short"])
+    fill = {}
+    for across in (False, True):
+        plan = plan_rows(table, None, 100, 2, 0, across_categories=across)
+        row_tokens = [int(plan.pieces.length[r].sum()) for r in plan.rows]
+        fill[across] = sum(row_tokens) / (100 * len(plan.rows))
+        assert max(row_tokens) <= 100 and sorted(i for r in plan.rows for i in r) == list(range(40))
+    assert fill == {False: 2000 / 3000, True: 1.0}

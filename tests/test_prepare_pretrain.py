@@ -14,6 +14,7 @@ from colossal_llama.config import PretrainDataConfig
 from colossal_llama.data.pretrain import prepare_pretrain_dataset
 from colossal_llama.data.records import DataError
 from colossal_llama.data.shards import ROW_FEATURES, row_schema
+from colossal_llama.outputs import OutputError
 from helpers import (IGNORE, SAMPLE_PRETRAIN, output_segments, reference_pieces, reference_pretrain,
                      sample_records, write_jsonl)
 
@@ -172,7 +173,7 @@ def test_output_folder_is_not_replaced_without_overwrite(sp_tokenizer_dir, tmp_p
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(DataError, match="not empty.*--overwrite"):
+    with pytest.raises(OutputError, match="not empty.*--overwrite"):
         run(sp_tokenizer_dir, [SAMPLE_PRETRAIN], out)
     assert (out / "keep.txt").read_text() == "mine"
     run(sp_tokenizer_dir, [SAMPLE_PRETRAIN], out, overwrite=True)

@@ -112,6 +112,36 @@ def test_special_token_text_in_content_is_rejected(any_tokenizer_dir, sp_tokeniz
     assert repr(close) in batch.rejected[1].message
 
 
+def test_unk_text_in_content_is_rejected(sp_tokenizer_dir, tmp_path):
+    """`<unk>` text is a control id like `</s>`; the unk id of unseen characters (no byte fallback) is not."""
+    from helpers import build_tokenizer_without_byte_fallback
+
+    records = [conv("fine", "snow \u2603 man"), conv("a <unk> b", "y"), conv("x", "<unk>")]
+    for tok_dir in (sp_tokenizer_dir, build_tokenizer_without_byte_fallback(sp_tokenizer_dir, str(tmp_path / "nbf"))):
+        tok, info, kind = kind_for(tok_dir, 2, 4096, tmp_path)
+        for encoder in (info.encoder.build(), SlowEncoder(tokenizer=tok)):  # with offsets, and by prefixes
+            batch = kind.tokenize(payloads(records), encoder, info)
+            assert batch.kept == [0] and sorted(batch.rejected) == [1, 2]
+            assert all(b.reason == "special_token_text" and "'<unk>'" in b.message for b in batch.rejected.values())
+    assert tok.unk_token_id in batch.ids.tolist()  # the snowman, without byte fallback
+
+
+def test_hostile_records_are_counted_rejections(sp_tokenizer_dir, tmp_path):
+    """--on_error skip: a lone surrogate, deep nesting, an oversized line, `<unk>` text never stop the run."""
+    hostile = [b'{"messages": [{"from": "human", "content": "\\ud800"}, {"from": "assistant", "content": "b"}]}',
+               b'{"messages": [], "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+               json.dumps(conv("long " * 4000, "y")).encode(),
+               json.dumps(conv("<unk>", "y")).encode()]
+    write_jsonl(str(tmp_path / "in" / "c.jsonl"), [conv("a", "b")], raw_lines=hostile)
+    manifest = run(sp_tokenizer_dir, str(tmp_path / "in"), tmp_path / "out", 2, on_error="skip",
+                   max_record_bytes=12_000)
+    rejected = [json.loads(x) for x in (tmp_path / "out" / "rejected.jsonl").read_text().splitlines()]
+    reasons = ["invalid_unicode", "too_deeply_nested", "too_large", "special_token_text"]
+    assert [(r["line"], r["reason"]) for r in rejected] == list(zip([2, 3, 4, 5], reasons))
+    assert manifest["totals"]["records"] == 1
+    assert manifest["totals"]["rejected_by_reason"] == dict.fromkeys(reasons, 1)
+
+
 BAD_RECORDS = {
     "no messages": ({"conversation": []}, "missing_field", 'missing field "messages"'),
     "empty messages": ({"messages": []}, "empty_messages", 'field "messages" is empty'),
@@ -127,6 +157,13 @@ BAD_RECORDS = {
     "missing from": ({"messages": [{"content": "a"}]}, "missing_field", 'message 1: missing field "from"'),
     "single human message": (conv("only a question"), "no_turn", "no complete human/assistant turn"),
     "empty category": (dict(conv("a", "b"), category=""), "empty_category", '"category" is empty'),
+    # json.loads accepts "\ud800", the tokenizer does not
+    "lone surrogate in content": (conv("a", "b\ud800"), "invalid_unicode",
+                                  'message 2: field "content" holds a lone surrogate'),
+    "lone surrogate in role": ({"messages": [{"from": "human\udc00", "content": "a"}]}, "invalid_unicode",
+                               'message 1: field "from" holds a lone surrogate'),
+    "lone surrogate in category": (dict(conv("a", "b"), category="c\ud800"), "invalid_unicode",
+                                   'field "category" holds a lone surrogate'),
 }
 
 
@@ -155,13 +192,17 @@ def run(tokenizer_dir, records_or_dir, out, version, **kw):
     return prepare_sft_dataset(config)
 
 
-@pytest.mark.parametrize("pack", [True, False])
-def test_end_to_end_packing_and_counts(any_tokenizer_dir, sp_tokenizer_dir, tmp_path, pack):
+PACKING = {"across": dict(pack=True), "within": dict(pack=True, pack_within_category=True), "none": dict(pack=False)}
+
+
+@pytest.mark.parametrize("packing", sorted(PACKING))
+def test_end_to_end_packing_and_counts(any_tokenizer_dir, sp_tokenizer_dir, tmp_path, packing):
     version = version_of(any_tokenizer_dir, sp_tokenizer_dir)
+    pack = PACKING[packing]["pack"]
     records = [dict(c, category="a" if i % 2 else "b") for i, c in enumerate(CONVERSATIONS * 3)]
     records.append(conv("far too long", "y " * 1000, category="a"))
-    manifest = run(any_tokenizer_dir, records, tmp_path / "out", version, max_length=400, pack=pack,
-                   num_spliced_dataset_bins=2)
+    manifest = run(any_tokenizer_dir, records, tmp_path / "out", version, max_length=400,
+                   num_spliced_dataset_bins=2, **PACKING[packing])
     tok = AutoTokenizer.from_pretrained(any_tokenizer_dir)
     expected, too_long = collections.Counter(), collections.Counter()
     for r in records:
@@ -182,6 +223,19 @@ def test_end_to_end_packing_and_counts(any_tokenizer_dir, sp_tokenizer_dir, tmp_
     else:
         assert all(len(r["seq_lengths"]) == 1 for r in rows) and len(rows) == sum(expected.values())
     assert manifest["kind"] == "sft" and manifest["config"]["pack"] is pack
+    # rows mix categories only by default; counts are per segment, rows per category are rows holding it
+    assert ("segment_categories" in rows[0]) is (packing == "across")
+    assert any(r["category"] == "<mixed>" for r in rows) is (packing == "across")
+    for name, entry in manifest["categories"].items():
+        mine = [(ids, labels) for ids, labels, c in expected.elements() if c == name]
+        assert entry["tokens"] == sum(len(ids) for ids, _ in mine)
+        assert entry["label_tokens"] == sum(sum(x != IGNORE for x in labels) for _, labels in mine)
+        assert entry["segments"] == len(mine)
+        holding = [r for r in rows if name in (r.get("segment_categories") or [r["category"]])]
+        assert entry["rows"] == len(holding)
+        assert entry["fill"] == round(sum(len(r["input_ids"]) for r in holding) / (len(holding) * 400), 6)
+    assert manifest["totals"]["rows"] == len(rows) == sum(b["rows"] for b in manifest["buckets"])
+    assert manifest["totals"]["fill"] == round(sum(len(r["input_ids"]) for r in rows) / (len(rows) * 400), 6)
 
 
 def test_exported_chat_template_round_trip(any_tokenizer_dir, sp_tokenizer_dir, tmp_path):
@@ -230,6 +284,24 @@ def test_wrong_llama_version_and_template(sp_tokenizer_dir, tmp_path):
         SftJob(SftDataConfig(data_input_dirs="x", tokenizer_dir="t", template="chatml"))
     with pytest.raises(ConfigError, match="--llama_version must be one of"):
         SftDataConfig(data_input_dirs="x", tokenizer_dir="t", llama_version=1)
+
+
+def test_llama_version_detected_from_the_tokenizer(sp_tokenizer_dir, llama3_tokenizer_dir, tmp_path):
+    """No --llama_version: <|begin_of_text|> and <|eot_id|> -> 3, bos/eos <s>/</s> -> 2 (recorded in the
+    manifest as if given), else an error asking for the flag. A wrong explicit one names the right one."""
+    for tokenizer_dir, version in ((sp_tokenizer_dir, 2), (llama3_tokenizer_dir, 3)):
+        manifest = run(tokenizer_dir, [conv("a", "b")], tmp_path / f"out{version}", None)
+        assert manifest["chat_template"]["llama_version"] == manifest["config"]["llama_version"] == version
+        explicit = run(tokenizer_dir, [conv("a", "b")], tmp_path / f"explicit{version}", version)
+        assert explicit["buckets"] == manifest["buckets"]  # same rows, same identity
+        with pytest.raises(TokenizerError, match=f"looks like a LLaMA-{version} tokenizer: pass --llama_version "
+                                                 f"{version}"):
+            run(tokenizer_dir, [conv("a", "b")], tmp_path / "wrong", 5 - version)
+    other = AutoTokenizer.from_pretrained(sp_tokenizer_dir)
+    other.add_special_tokens({"bos_token": "<B>", "eos_token": "<E>"})
+    other.save_pretrained(tmp_path / "other")
+    with pytest.raises(TokenizerError, match="cannot tell .*pass --llama_version 2 or 3"):
+        run(str(tmp_path / "other"), [conv("a", "b")], tmp_path / "out", None)
 
 
 LLAMA3_CHAT = ("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
@@ -333,19 +405,48 @@ def test_real_conversations_match_reference_with_llama2(tmp_path):
     assert split(batch) == [e for e in expected if e is not None]
 
 
-def test_category_override_packs_sources_together(sp_tokenizer_dir, tmp_path):
+def test_rows_mix_categories_unless_asked_not_to(sp_tokenizer_dir, tmp_path):
     tok = AutoTokenizer.from_pretrained(sp_tokenizer_dir)
     long, short = conv("tell me more " * 10, "here is more " * 20), conv("q", "a")
     long_len, short_len = (len(reference_sft(tok, c["messages"], 4096, 2)[0]) for c in (long, short))
     max_length = long_len + short_len  # a long conversation leaves room for exactly one short one
     records = [dict(long, category="dialogue")] * 6 + [dict(short, category="short")] * 30
-    own = run(sp_tokenizer_dir, records, tmp_path / "own", 2, max_length=max_length, num_spliced_dataset_bins=1)
-    one = run(sp_tokenizer_dir, records, tmp_path / "one", 2, max_length=max_length, num_spliced_dataset_bins=1,
-              category="sft")
-    assert sorted(own["categories"]) == ["dialogue", "short"] and sorted(one["categories"]) == ["sft"]
-    assert one["totals"]["tokens_out"] == own["totals"]["tokens_out"] == 6 * long_len + 30 * short_len
+    settings = dict(max_length=max_length, num_spliced_dataset_bins=1)
+    mixed = run(sp_tokenizer_dir, records, tmp_path / "mixed", 2, **settings)
+    own = run(sp_tokenizer_dir, records, tmp_path / "own", 2, pack_within_category=True, **settings)
+    one = run(sp_tokenizer_dir, records, tmp_path / "one", 2, category="sft", **settings)
+    assert sorted(mixed["categories"]) == sorted(own["categories"]) == ["dialogue", "short"]
+    assert sorted(one["categories"]) == ["sft"]
+    assert one["totals"]["tokens_out"] == own["totals"]["tokens_out"] == mixed["totals"]["tokens_out"] == \
+        6 * long_len + 30 * short_len
     per_row = max_length // short_len
     assert own["totals"]["rows"] == 6 + -(-30 // per_row)
-    assert one["totals"]["rows"] == 6 + -(-24 // per_row)  # six short ones fill the long ones' rows
+    # six short ones fill the long ones' rows, each still counted under its own category
+    assert mixed["totals"]["rows"] == one["totals"]["rows"] == 6 + -(-24 // per_row)
+    assert mixed["totals"]["fill"] > own["totals"]["fill"]
+    assert {k: (e["segments"], e["tokens"]) for k, e in mixed["categories"].items()} == {
+        "dialogue": (6, 6 * long_len), "short": (30, 30 * short_len)}
+    assert mixed["categories"]["short"]["rows"] == 6 + -(-24 // per_row)  # the rows holding a short one
+    assert sorted(collections.Counter(output_segments(str(tmp_path / "mixed"))).values()) == [6, 30]
     with pytest.raises(ConfigError, match="--category must not be empty"):
         SftDataConfig(data_input_dirs="x", tokenizer_dir="t", category="")
+
+
+def test_mixed_rows_schema_and_determinism(sp_tokenizer_dir, tmp_path):
+    from colossal_llama.data.shards import MIXED_ROW_FEATURES
+
+    records = [dict(c, category="a" if i % 3 else "b") for i, c in enumerate(CONVERSATIONS * 4)]
+    first = run(sp_tokenizer_dir, records, tmp_path / "first", 2, max_length=300, num_spliced_dataset_bins=3)
+    again = run(sp_tokenizer_dir, records, tmp_path / "again", 2, max_length=300, num_spliced_dataset_bins=3)
+    expected = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32")),
+                                  "labels": datasets.Sequence(datasets.Value("int32")),
+                                  "seq_lengths": datasets.Sequence(datasets.Value("int32")),
+                                  "category": datasets.Value("string"),
+                                  "segment_categories": datasets.Sequence(datasets.Value("string"))})
+    assert expected.to_dict() == MIXED_ROW_FEATURES
+    assert json.dumps(first, sort_keys=True).replace("first", "again") == json.dumps(again, sort_keys=True)
+    for part in first["buckets"]:
+        folder = tmp_path / "first" / part["part"]
+        assert datasets.load_from_disk(str(folder)).features == expected
+        for name in os.listdir(folder):
+            assert (folder / name).read_bytes() == (tmp_path / "again" / part["part"] / name).read_bytes()

@@ -161,6 +161,18 @@ def test_mixture_weights_buckets_and_sft_template(tmp_path, sp_tokenizer_dir):
     assert max(manifest["bucket_rows"]) - min(manifest["bucket_rows"]) <= 2  # every bucket has the proportions
     assert abs(sum(t["share"] for t in manifest["sources"]) - 1) < 1e-3
     assert os.path.isfile(tmp_path / "mix" / "tokenizer" / "tokenizer_config.json")  # the chat template travels
+    # SFT rows (packed across categories: per-segment categories) next to pretraining rows (one category each)
+    from colossal_llama.data.loader import PackedCollator
+    from colossal_llama.data.segments import categories_in, segment_categories_of
+
+    mixed = datasets.concatenate_datasets([datasets.load_from_disk(p) for p in parts_of(str(tmp_path / "mix"))])
+    sources = [datasets.concatenate_datasets([datasets.load_from_disk(p) for p in parts_of(f)]) for f in (story, chat)]
+    assert [("segment_categories" in s.column_names) for s in (sources[0], mixed, sources[1])] == [False, True, True]
+    assert categories_in(mixed) == sorted(set(categories_in(sources[0])) | set(categories_in(sources[1])))
+    rows = list(mixed)
+    batch = PackedCollator(pad_token_id=0)(rows)
+    assert [[c for c, _ in s] for s in batch["segments"]] == [segment_categories_of(r) for r in rows]
+    assert all(len(segment_categories_of(r)) == len(r["seq_lengths"]) for r in rows)
     first = [datasets.load_from_disk(p)["input_ids"] for p in parts_of(str(tmp_path / "mix"))]
     build_mixture(str(tmp_path / "mix2"), [MixPart("story", story, 2.0), MixPart("chat", chat, 0.5)], 3, seed=1)
     assert first == [datasets.load_from_disk(p)["input_ids"] for p in parts_of(str(tmp_path / "mix2"))]

@@ -13,7 +13,7 @@ from colossal_llama.data.records import BadRecord
 from colossal_llama.data.tokenize import tokenize_pretrain_batch
 from colossal_llama.tokenizer.encoder import SlowEncoder
 from colossal_llama.tokenizer.loading import describe_tokenizer
-from helpers import REALDATA, read_jsonl, reference_pretrain, sample_records
+from helpers import REALDATA, build_tokenizer_without_byte_fallback, read_jsonl, reference_pretrain, sample_records
 
 EDGE_RECORDS = [
     {"source": "", "target": "x", "category": "edge"},
@@ -88,6 +88,40 @@ def test_special_token_text_is_rejected(any_tokenizer_dir, tmp_path):
     assert repr(tok.eos_token) in batch.rejected[1].message
     _assert_matches_reference(tok, [records[0], records[3]],
                               type(batch)(batch.ids, batch.labels, batch.lengths, [0, 1]))
+
+
+UNK_TEXT_RECORDS = [
+    {"source": "", "target": "a <unk> b", "category": "c"},
+    {"source": "<unk>", "target": "x", "category": "c"},
+    {"source": "a <un", "target": "k> b", "category": "c"},  # source + target is tokenized as one text
+]
+
+
+def test_unk_text_is_rejected(sp_tokenizer_dir, tmp_path):
+    """`<unk>` text becomes the unk id, a control id the model never saw in ordinary text."""
+    records = [{"source": "", "target": "fine", "category": "c"}] + UNK_TEXT_RECORDS
+    tok, _, batch = _encode_with(sp_tokenizer_dir, tmp_path, records)
+    assert batch.kept == [0] and sorted(batch.rejected) == [1, 2, 3]
+    assert all(b.reason == "special_token_text" and "'<unk>'" in b.message for b in batch.rejected.values())
+    assert tok.unk_token_id not in batch.ids.tolist()
+
+
+def test_unk_id_of_unseen_characters_is_fine(sp_tokenizer_dir, tmp_path):
+    """Without byte fallback, unseen characters become the unk id in ordinary text: that is kept."""
+    tok_dir = build_tokenizer_without_byte_fallback(sp_tokenizer_dir, str(tmp_path / "no_fallback"))
+    ordinary = [{"source": "snow \u2603 man", "target": "rare \u9f98 characters", "category": "c"},
+                {"source": "", "target": "<unk is not a token, nor unk>", "category": "c"}]
+    tok, info, batch = _encode_with(tok_dir, tmp_path, ordinary + UNK_TEXT_RECORDS)
+    assert info.unk == (tok.unk_token_id, "<unk>")
+    assert batch.kept == [0, 1] and sorted(batch.rejected) == [2, 3, 4]
+    assert (batch.ids[: batch.lengths[0]] == tok.unk_token_id).sum() == 2  # the unseen characters
+    _assert_matches_reference(tok, ordinary, type(batch)(batch.ids, batch.labels, batch.lengths, [0, 1]))
+
+
+def test_unk_text_is_ordinary_text_for_a_tokenizer_without_unk(llama3_tokenizer_dir, tmp_path):
+    tok, info, batch = _encode_with(llama3_tokenizer_dir, tmp_path, UNK_TEXT_RECORDS)
+    assert tok.unk_token is None and info.unk is None
+    _assert_matches_reference(tok, UNK_TEXT_RECORDS, batch)
 
 
 @pytest.mark.skipif(not __import__("os").path.isdir(REALDATA), reason="../shared/realdata is not present")

@@ -3,6 +3,7 @@ old text unchanged, reports, bad input."""
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -11,9 +12,10 @@ from transformers import AutoTokenizer
 from colossal_llama.config import ConfigError
 from colossal_llama.data.records import DataError
 from colossal_llama.tokenizer.expand import _unreachable, new_piece_scores
+from colossal_llama.tokenizer.folder import fast_slow_mismatch, save_tokenizer
 from colossal_llama.tokenizer.init_tokenizer import ExpansionConfig, init_tokenizer, main
 from colossal_llama.tokenizer.loading import TokenizerError
-from helpers import REALDATA, SAMPLE_PRETRAIN, sample_records
+from helpers import REALDATA, SAMPLE_PRETRAIN, read_jsonl, sample_records
 
 # each longer piece has a chain of listed pieces leading to it ("卡尔" + "维萨" -> "卡尔维萨")
 NEW = ["卡尔", "维萨", "卡尔维萨", "群岛", "卡尔维萨群岛", "塞林", "塞林海"]
@@ -140,18 +142,84 @@ def test_bad_sources_and_settings(tmp_path):
         ExpansionConfig(source_tokenizer_dir="a", target_tokenizer_dir="b", train_from=["x"])
 
 
+def saved_by_transformers(source: str, out: str) -> str:
+    """The folder as `save_pretrained` writes it (training exports and checkpoints did): add_prefix_space null."""
+    AutoTokenizer.from_pretrained(source).save_pretrained(out)
+    with open(os.path.join(out, "tokenizer_config.json")) as f:
+        assert json.load(f)["add_prefix_space"] is None  # the case that broke the expansion
+    return out
+
+
+def test_expanding_a_saved_folder_keeps_english_and_fast_equals_slow(sp_tokenizer_dir, tmp_path):
+    """An exported model's tokenizer, expanded: English ids unchanged, fast and slow give the same ids."""
+    source = saved_by_transformers(sp_tokenizer_dir, str(tmp_path / "export"))
+    out = str(tmp_path / "zh")
+    init_tokenizer(ExpansionConfig(source_tokenizer_dir=source, target_tokenizer_dir=out,
+                                   expand_tokens_file=[write_pieces(tmp_path / "p.jsonl", NEW)]))
+    texts = [r["source"] + r["target"] for r in sample_records()]
+    assert fast_slow_mismatch(out, texts) is None
+    english = [t for t in texts if t.isascii()]
+    assert len(english) > 100
+    before = AutoTokenizer.from_pretrained(sp_tokenizer_dir)(english, add_special_tokens=False)["input_ids"]
+    for use_fast in (True, False):
+        new = AutoTokenizer.from_pretrained(out, use_fast=use_fast)
+        assert new(english, add_special_tokens=False)["input_ids"] == before
+    with open(os.path.join(out, "tokenizer_config.json")) as f:
+        assert "add_prefix_space" not in json.load(f)
+
+
+def without_prefix_in_fast(source: str, out: str) -> str:
+    """A copy whose tokenizer.json lost the word-boundary "▁" the slow tokenizer adds (what expansions wrote)."""
+    shutil.copytree(source, out)
+    with open(os.path.join(out, "tokenizer.json"), encoding="utf-8") as f:
+        data = json.load(f)
+    data["normalizer"]["normalizers"] = [n for n in data["normalizer"]["normalizers"] if n["type"] != "Prepend"]
+    with open(os.path.join(out, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False)
+    return out
+
+
+def test_source_whose_fast_and_slow_disagree_is_refused(sp_tokenizer_dir, tmp_path):
+    source = without_prefix_in_fast(sp_tokenizer_dir, str(tmp_path / "broken"))
+    with pytest.raises(TokenizerError, match=r"--source_tokenizer_dir .*broken: the fast and slow tokenizers give "
+                                             r"different ids on 'What is the capital"):
+        init_tokenizer(ExpansionConfig(source_tokenizer_dir=source, target_tokenizer_dir=str(tmp_path / "out"),
+                                       expand_tokens_file=[write_pieces(tmp_path / "p.jsonl", NEW)]))
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_save_tokenizer_cleans_the_config_and_checks_agreement(sp_tokenizer_dir, tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(sp_tokenizer_dir)
+    save_tokenizer(tokenizer, str(tmp_path / "good"), chat_template="{{ messages }}")
+    with open(tmp_path / "good" / "tokenizer_config.json") as f:
+        config = json.load(f)
+    assert "add_prefix_space" not in config and config["chat_template"] == "{{ messages }}"
+    broken = AutoTokenizer.from_pretrained(without_prefix_in_fast(sp_tokenizer_dir, str(tmp_path / "broken")))
+    with pytest.raises(TokenizerError, match="written tokenizer .*different ids"):
+        save_tokenizer(broken, str(tmp_path / "bad"))
+
+
 @pytest.mark.skipif(not os.path.isdir(REALDATA), reason="../shared/realdata is not present")
 def test_llama2_with_chinese_pieces_keeps_english(tmp_path):
+    """LLaMA-2 as an export writes it, plus chinese_sp's pieces: English ids unchanged, fast equals slow."""
     from colossal_llama.tokenizer.train import save_llama_tokenizer
 
     with open(f"{REALDATA}/tokenizers/llama2-tokenizer.model", "rb") as f:
-        source = save_llama_tokenizer(f.read(), str(tmp_path / "llama2"))
+        llama2 = save_llama_tokenizer(f.read(), str(tmp_path / "llama2"))
+    source = saved_by_transformers(llama2, str(tmp_path / "export"))
     report = init_tokenizer(ExpansionConfig(source_tokenizer_dir=source, target_tokenizer_dir=str(tmp_path / "zh"),
                                             expand_from_spm=[f"{REALDATA}/tokenizers/chinese_sp.model"],
                                             report_corpus=[f"{REALDATA}/pretrain"]))
     assert report["new_vocab_size"] == 32000 + report["added"] and report["added"] > 15000
     assert report["compression"]["docs_en"]["new_over_old"] == 1.0
     assert report["compression"]["docs_zh"]["new_over_old"] < 0.85
+    english = [r["target"] for r in read_jsonl(f"{REALDATA}/pretrain/docs_en.jsonl")]
+    old = AutoTokenizer.from_pretrained(llama2)
+    new = AutoTokenizer.from_pretrained(str(tmp_path / "zh"))
+    assert new(english, add_special_tokens=False)["input_ids"] == old(english, add_special_tokens=False)["input_ids"]
+    real = [r.get("source", "") + r["target"] for name in ("docs_en", "docs_zh", "qa_zh")
+            for r in read_jsonl(f"{REALDATA}/pretrain/{name}.jsonl")[:200]]
+    assert fast_slow_mismatch(str(tmp_path / "zh"), real) is None
 
 
 # byte-level BPE (LLaMA-3 style): single characters first, then the words they form

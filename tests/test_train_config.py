@@ -12,7 +12,8 @@ from helpers import REPO
 
 from colossal_llama.config import ConfigError
 from colossal_llama.training.cli import parse_train_args, train_parser
-from colossal_llama.training.config import HYBRID_ONLY, TrainConfig, check_machine
+from colossal_llama.training.config import TrainConfig, check_machine
+from colossal_llama.training.plugins import HYBRID_ONLY
 
 BASE = ["--pretrained", "m", "--dataset", "d/arrow/part-00000"]
 
@@ -72,11 +73,42 @@ def test_config_file_and_flag_precedence(tmp_path):
 
 @pytest.mark.parametrize("flag", sorted(HYBRID_ONLY))
 def test_hybrid_flags_rejected_for_other_plugins(flag):
-    value = {"zero_stage": "1", "sp_mode": "ring"}.get(flag, "2")
+    value = {"sp_mode": "ring"}.get(flag, "2")
     field = {f.name: f for f in dataclasses.fields(TrainConfig)}[flag]
-    argv = BASE + ["--plugin", "zero2", f"--{flag}"] + ([] if field.type == "bool" else [value])
-    with pytest.raises(ConfigError, match=f"--{flag} does not apply to --plugin zero2"):
+    argv = BASE + ["--plugin", "ddp", f"--{flag}"] + ([] if field.type == "bool" else [value])
+    with pytest.raises(ConfigError, match=f"--{flag} does not apply to --plugin ddp"):
         parse_train_args(argv)
+
+
+NON_3D = ("ddp", "gemini", "gemini_auto", "zero2", "zero2_cpu")
+# what old Colossal-LLaMA launch scripts pass whatever the plugin: the 3d flags at the old train.py's defaults
+OLD_3D_DEFAULTS = ["--tp", "1", "--pp", "1", "--sp", "1", "--zero_stage", "1", "--sp_mode", "split_gather",
+                   "--microbatch_size", "1"]
+
+
+@pytest.mark.parametrize("plugin", NON_3D)
+def test_3d_flags_at_their_defaults_are_accepted_with_every_plugin(plugin):
+    config = parse_train_args(BASE + ["--plugin", plugin] + OLD_3D_DEFAULTS)
+    assert (config.plugin, config.tp, config.pp, config.sp, config.zero_stage) == (plugin, 1, 1, 1, 1)
+    defaults = ["--zero_stage", "0", "--no-zero_cpu_offload", "--no-enable_sequence_parallelism"]
+    assert parse_train_args(BASE + ["--plugin", plugin] + defaults).zero_stage == 0
+
+
+@pytest.mark.parametrize("plugin, argv, accepted", [
+    ("zero2", ["--zero_stage", "2"], True),  # zero2 is ZeRO stage 2
+    ("zero2_cpu", ["--zero_stage", "2", "--zero_cpu_offload"], True),  # ... offloading optimizer states to CPU
+    ("zero2", ["--zero_cpu_offload"], False),
+    ("ddp", ["--zero_stage", "2"], False),
+    ("gemini", ["--zero_stage", "2"], False),
+    ("gemini_auto", ["--pp", "2"], False),
+    ("zero2_cpu", ["--microbatch_size", "2"], False),
+])
+def test_3d_flags_refused_only_where_the_plugin_cannot_honour_them(plugin, argv, accepted):
+    if accepted:
+        parse_train_args(BASE + ["--plugin", plugin] + argv)
+    else:
+        with pytest.raises(ConfigError, match=f"does not apply to --plugin {plugin}"):
+            parse_train_args(BASE + ["--plugin", plugin] + argv)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -87,6 +119,7 @@ def test_hybrid_flags_rejected_for_other_plugins(flag):
     (["--plugin", "ddp", "--lora_rank", "8", "--freeze_non_embeds_params"], "cannot be combined"),
     (["--plugin", "gemini", "--mixed_precision", "fp32"], "not available with --plugin gemini"),
     (["--plugin", "3d", "--zero_cpu_offload"], "needs --zero_stage 1 or 2"),
+    (["--plugin", "3d", "--zero_stage", "1", "--mixed_precision", "fp32"], "ZeRO optimizer trains in fp16/bf16"),
     (["--plugin", "3d", "--pp", "2", "--accumulation_steps", "2"], "the pipeline already accumulates"),
     (["--plugin", "3d", "--pp", "2", "--batch_size", "3", "--microbatch_size", "2"], "not a multiple"),
     (["--plugin", "3d", "--microbatch_size", "2"], "applies with --pp > 1 only"),

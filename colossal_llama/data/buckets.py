@@ -1,16 +1,32 @@
-"""The reduce step: per category pack and bin; then write buckets (data-spec 3, 4).
+"""The reduce step: split, pack and bin documents; then write buckets (data-spec 3, 4).
 
-Per category (independent of every other category):
+Per category (independent of every other category), documents longer than
+`max_length` are split into pieces; pieces whose labels are all -100 (they
+cannot reach the loss) are dropped and their tokens counted. Then one of two
+plans (`plan_rows`):
 
-1. split documents longer than `max_length` into pieces; drop pieces whose
-   labels are all -100 (they cannot reach the loss) and count their tokens;
-2. pack the pieces into rows with best-fit decreasing (seeded tie-break);
-3. shuffle the rows (seeded) and cut them into `N` bins of nearly equal token
+Within categories (pretraining; SFT with `--pack_within_category` or `--no-pack`):
+
+1. pack each category's pieces into rows with best-fit decreasing (seeded tie-break);
+2. shuffle the rows (seeded) and cut them into `N` bins of nearly equal token
    count: row i goes to bin floor(midpoint_i * N / total), where midpoint_i
    is the token position of the row's middle. A category with fewer than N
    rows spreads them over the buckets instead of filling the first ones.
 
-Bucket k = bin k of every category, in a seeded order. Empty buckets are not
+Across categories (SFT default; rows may hold several categories):
+
+1. shuffle each category's pieces (seeded) and cut them into `N` bins the same
+   way, piece by piece;
+2. pack bucket k's pieces (bin k of every category) together into rows, with
+   best-fit decreasing. Bins still fix what each bucket holds; only the rows
+   mix categories, which fills them better when one category's conversations
+   are longer than half a row (85.8% -> 95.4% on the real SFT corpus).
+
+         category a pieces: 300 300 300      category b pieces: 200 200 150    max_length 512
+         within:  [300] [300] [300] [200 200] [150]          5 rows, 57% full
+         across:  [300 200] [300 200] [300 150]              3 rows, 96% full
+
+Bucket k = the rows of bin k, in a seeded order. Empty buckets are not
 written; part numbers stay contiguous and the manifest records the bucket
 index of each part.
 
@@ -30,6 +46,7 @@ import numpy as np
 
 from colossal_llama.data.mapstep import ChunkResult, spill_path
 from colossal_llama.data.packing import best_fit_decreasing, split_documents
+from colossal_llama.data.segments import row_category
 from colossal_llama.data.shards import BATCH_ROWS, RowWriter
 from colossal_llama.data.tokenize import IGNORE_INDEX
 
@@ -90,39 +107,45 @@ def load_doc_table(spill_dir: str, results: list[ChunkResult]) -> DocTable:
 
 
 @dataclass
-class CategoryPlan:
-    """The packed rows of one category; arrays describe kept pieces."""
+class Pieces:
+    """Kept pieces of documents, one entry per piece (documents no longer than max_length are one piece)."""
 
-    name: str
     chunk: np.ndarray
     offset: np.ndarray
     length: np.ndarray
+    category: np.ndarray
+    """Index into the category names."""
     first: np.ndarray
     """True on the first kept piece of each document (where it is counted)."""
     split: np.ndarray
     """True on pieces of documents longer than max_length."""
     dropped: np.ndarray
     """Tokens of the piece's document dropped as all-masked, on its first kept piece."""
+
+    def __len__(self) -> int:
+        return len(self.length)
+
+    @staticmethod
+    def concatenate(parts: list["Pieces"]) -> "Pieces":
+        fields = ("chunk", "offset", "length", "category", "first", "split", "dropped")
+        return Pieces(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields))
+
+
+@dataclass
+class RowPlan:
+    """Every row to write: pieces, which pieces form each row, and the bin of each row."""
+
+    names: list[str]
+    pieces: Pieces
     rows: list[list[int]]
+    """Indices into `pieces`, in segment order."""
     row_bin: np.ndarray
+    mixed: bool
+    """Rows may hold several categories: write the per-segment `segment_categories` column."""
 
 
-def assign_bins(row_tokens: np.ndarray, num_bins: int) -> np.ndarray:
-    """Bin of every row: contiguous runs of nearly equal token count (exact integer math)."""
-    tokens = np.asarray(row_tokens, dtype=np.int64)
-    total = int(tokens.sum())
-    if total == 0:
-        return np.zeros(len(tokens), dtype=np.int64)
-    midpoint2 = 2 * np.cumsum(tokens) - tokens  # twice the token position of each row's middle
-    return np.minimum(midpoint2 * num_bins // (2 * total), num_bins - 1)
-
-
-def plan_category(name: str, docs: np.ndarray, table: DocTable, reader: SpillReader, max_length: int,
-                  num_bins: int, seed: int, pack: bool = True) -> CategoryPlan:
-    """Split, drop, pack and bin the documents `docs` (indices into `table`) of one category.
-
-    With `pack=False` every piece gets a row of its own (SFT `--no-pack`).
-    """
+def cut_pieces(docs: np.ndarray, category: int, table: DocTable, reader: SpillReader, max_length: int) -> Pieces:
+    """Split the documents `docs` (indices into `table`) into pieces; drop all-masked chunks."""
     lengths = table.length[docs]
     piece_doc, piece_start, piece_len = split_documents(lengths, max_length)
     chunk = table.chunk[docs][piece_doc]
@@ -136,45 +159,123 @@ def plan_category(name: str, docs: np.ndarray, table: DocTable, reader: SpillRea
     first = np.ones(len(piece_doc), dtype=bool)
     first[1:] = piece_doc[1:] != piece_doc[:-1]
     dropped = np.where(first, dropped_per_doc[piece_doc], 0)
-    if pack:
-        rows = best_fit_decreasing(piece_len, max_length, derived_rng(seed, "pack", name).permutation(len(piece_len)))
-    else:
-        rows = [[p] for p in range(len(piece_len))]
-    order = derived_rng(seed, "rows", name).permutation(len(rows))
-    rows = [rows[i] for i in order]
-    row_tokens = np.array([int(piece_len[r].sum()) for r in rows], dtype=np.int64)
-    return CategoryPlan(name, chunk, offset, piece_len, first, split, dropped, rows, assign_bins(row_tokens, num_bins))
+    return Pieces(chunk, offset, piece_len, np.full(len(piece_doc), category, dtype=np.int64), first, split, dropped)
 
 
-def _write_rows(writer: RowWriter, entries, plans, reader: SpillReader, stats: dict) -> None:
-    ids, labels, row_len, seq, segs, cats = [], [], [], [], [], []
-    for c, r in entries:
-        plan = plans[c]
-        pieces = plan.rows[r]
-        for p in pieces:
-            ids.append(reader.ids(int(plan.chunk[p]), int(plan.offset[p]), int(plan.length[p])))
-            labels.append(reader.labels(int(plan.chunk[p]), int(plan.offset[p]), int(plan.length[p])))
-        row_labels = np.concatenate(labels[-len(pieces):])
-        lengths = plan.length[pieces]
-        s = stats.setdefault(plan.name, Counter())
+def assign_bins(row_tokens: np.ndarray, num_bins: int) -> np.ndarray:
+    """Bin of every row: contiguous runs of nearly equal token count (exact integer math)."""
+    tokens = np.asarray(row_tokens, dtype=np.int64)
+    total = int(tokens.sum())
+    if total == 0:
+        return np.zeros(len(tokens), dtype=np.int64)
+    midpoint2 = 2 * np.cumsum(tokens) - tokens  # twice the token position of each row's middle
+    return np.minimum(midpoint2 * num_bins // (2 * total), num_bins - 1)
+
+
+def _category_pieces(table: DocTable, reader: SpillReader, max_length: int) -> list[Pieces]:
+    return [cut_pieces((table.category == i).nonzero()[0], i, table, reader, max_length)
+            for i in range(len(table.names))]
+
+
+def plan_within_categories(table: DocTable, reader: SpillReader, max_length: int, num_bins: int, seed: int,
+                           pack: bool = True) -> RowPlan:
+    """Rows of one category each, packed and binned per category.
+
+    With `pack=False` every piece gets a row of its own (SFT `--no-pack`).
+    """
+    parts, rows, bins, base = _category_pieces(table, reader, max_length), [], [], 0
+    for name, pieces in zip(table.names, parts):
+        if pack:
+            ties = derived_rng(seed, "pack", name).permutation(len(pieces))
+            own = best_fit_decreasing(pieces.length, max_length, ties)
+        else:
+            own = [[p] for p in range(len(pieces))]
+        own = [own[i] for i in derived_rng(seed, "rows", name).permutation(len(own))]
+        bins.append(assign_bins(np.array([int(pieces.length[r].sum()) for r in own], dtype=np.int64), num_bins))
+        rows += [[base + p for p in r] for r in own]
+        base += len(pieces)
+    return RowPlan(table.names, Pieces.concatenate(parts), rows, np.concatenate(bins), mixed=False)
+
+
+def plan_across_categories(table: DocTable, reader: SpillReader, max_length: int, num_bins: int,
+                           seed: int) -> RowPlan:
+    """Rows that may mix categories: each category's pieces binned, then each bucket packed as a whole.
+
+    Chunks of one long document may land in different buckets; SFT, the
+    only user, never has documents longer than a row.
+    """
+    parts = _category_pieces(table, reader, max_length)
+    piece_bin = []
+    for name, pieces in zip(table.names, parts):
+        order = derived_rng(seed, "bins", name).permutation(len(pieces))
+        bins = np.empty(len(pieces), dtype=np.int64)
+        bins[order] = assign_bins(pieces.length[order], num_bins)
+        piece_bin.append(bins)
+    pieces, piece_bin = Pieces.concatenate(parts), np.concatenate(piece_bin)
+    rows, row_bin = [], []
+    for k in range(num_bins):
+        members = np.flatnonzero(piece_bin == k)
+        ties = derived_rng(seed, "pack bucket", k).permutation(len(members))
+        packed = best_fit_decreasing(pieces.length[members], max_length, ties)
+        rows += [members[r].tolist() for r in packed]
+        row_bin += [k] * len(packed)
+    return RowPlan(table.names, pieces, rows, np.array(row_bin, dtype=np.int64), mixed=True)
+
+
+def plan_rows(table: DocTable, reader: SpillReader, max_length: int, num_bins: int, seed: int, pack: bool = True,
+              across_categories: bool = False) -> RowPlan:
+    """The rows of all documents of `table` (see the module docstring for the two plans).
+
+    With a single category both plans give one-category rows; the within plan
+    packs them as a whole before binning, which leaves fewer part-filled rows.
+    """
+    if pack and across_categories and len(table.names) > 1:
+        return plan_across_categories(table, reader, max_length, num_bins, seed)
+    return plan_within_categories(table, reader, max_length, num_bins, seed, pack)
+
+
+def _count_row(stats: dict, plan: RowPlan, pieces: list[int], piece_labels: list[np.ndarray]) -> None:
+    """Add one row to the per-category counters: segments, tokens ... of each category's segments,
+    and `rows` / `row_tokens` (the row and all its tokens) to every category it holds."""
+    p, index = plan.pieces, np.asarray(pieces)
+    categories = p.category[index]
+    row_tokens = int(p.length[index].sum())
+    for c in np.unique(categories).tolist():
+        mine = index[categories == c]
+        labels = np.concatenate([x for x, k in zip(piece_labels, categories.tolist()) if k == c])
+        s = stats.setdefault(plan.names[c], Counter())
         s["rows"] += 1
-        s["segments"] += len(pieces)
-        s["tokens"] += int(lengths.sum())
-        s["label_tokens"] += int((row_labels != IGNORE_INDEX).sum())
-        s["documents"] += int(plan.first[pieces].sum())
-        s["chunks"] += int(plan.split[pieces].sum())
-        s["dropped_" + DROP_ALL_MASKED] += int(plan.dropped[pieces].sum())
+        s["segments"] += len(mine)
+        s["tokens"] += int(p.length[mine].sum())
+        s["label_tokens"] += int((labels != IGNORE_INDEX).sum())
+        s["documents"] += int(p.first[mine].sum())
+        s["chunks"] += int(p.split[mine].sum())
+        s["dropped_" + DROP_ALL_MASKED] += int(p.dropped[mine].sum())
+        s["row_tokens"] += row_tokens  # for the fill of the rows holding the category
+
+
+def _write_rows(writer: RowWriter, rows: list[list[int]], plan: RowPlan, reader: SpillReader, stats: dict) -> None:
+    ids, labels, row_len, seq, segs, cats, seg_cats = [], [], [], [], [], [], []
+    p = plan.pieces
+    for pieces in rows:
+        for q in pieces:
+            ids.append(reader.ids(int(p.chunk[q]), int(p.offset[q]), int(p.length[q])))
+            labels.append(reader.labels(int(p.chunk[q]), int(p.offset[q]), int(p.length[q])))
+        _count_row(stats, plan, pieces, labels[-len(pieces):])
+        names = [plan.names[c] for c in p.category[pieces].tolist()]
+        lengths = p.length[pieces]
         row_len.append(int(lengths.sum()))
         seq.append(lengths)
         segs.append(len(pieces))
-        cats.append(plan.name)
+        cats.append(row_category(names))
+        seg_cats += names
     writer.write(np.concatenate(ids), np.concatenate(labels), np.array(row_len), np.concatenate(seq),
-                 np.array(segs), cats)
+                 np.array(segs), cats, seg_cats)
 
 
-def write_buckets(plans: list[CategoryPlan], reader: SpillReader, arrow_dir: str, num_bins: int, seed: int,
+def write_buckets(plan: RowPlan, reader: SpillReader, arrow_dir: str, num_bins: int, seed: int,
                   identity: str, on_rows=None) -> list[dict]:
-    """Write bucket k = bin k of every category to `arrow_dir/part-XXXXX`.
+    """Write bucket k = the rows of bin k, in a seeded order, to `arrow_dir/part-XXXXX`.
 
     Args:
         identity: a string naming the content (tokenizer, inputs, config);
@@ -182,24 +283,25 @@ def write_buckets(plans: list[CategoryPlan], reader: SpillReader, arrow_dir: str
         on_rows: called with the number of rows written (progress).
     Returns:
         one entry per written part: part path (relative), bucket index,
-        per-category stats.
+        rows, per-category stats (counted per segment; `rows`: rows holding
+        the category).
     """
     parts = []
     for k in range(num_bins):
-        entries = [(c, int(r)) for c, plan in enumerate(plans) for r in np.flatnonzero(plan.row_bin == k)]
-        if not entries:
+        members = np.flatnonzero(plan.row_bin == k)
+        if not len(members):
             continue
-        order = derived_rng(seed, "bucket", k).permutation(len(entries))
-        entries = [entries[i] for i in order]
+        order = derived_rng(seed, "bucket", k).permutation(len(members))
+        rows = [plan.rows[i] for i in members[order].tolist()]
         name = f"part-{len(parts):05d}"
         fingerprint = hashlib.sha256(f"{identity}/{k}".encode()).hexdigest()[:16]
-        writer = RowWriter(os.path.join(arrow_dir, name), fingerprint)
+        writer = RowWriter(os.path.join(arrow_dir, name), fingerprint, segment_categories=plan.mixed)
         stats: dict = {}
-        for start in range(0, len(entries), BATCH_ROWS):
-            batch = entries[start : start + BATCH_ROWS]
-            _write_rows(writer, batch, plans, reader, stats)
+        for start in range(0, len(rows), BATCH_ROWS):
+            batch = rows[start : start + BATCH_ROWS]
+            _write_rows(writer, batch, plan, reader, stats)
             if on_rows:
                 on_rows(len(batch))
         files = writer.close()
-        parts.append({"part": f"arrow/{name}", "bucket": k, "files": files, "categories": stats})
+        parts.append({"part": f"arrow/{name}", "bucket": k, "files": files, "rows": writer.rows, "categories": stats})
     return parts

@@ -19,7 +19,9 @@ prefixes that end at each separator.
 
 Special-token text inside content (`</s>`, `<|eot_id|>` ...) would add
 separators of its own; it is found as a special id at a place where the
-template put none, and the record is rejected.
+template put none, and the record is rejected. So is `<unk>` text: the unk id
+together with the unk text in the conversation (the id alone may stand for
+unseen characters, see `tokenize.check_document_markers`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from colossal_llama.data.records import BadRecord, require_str
-from colossal_llama.data.tokenize import TokenizedBatch, flatten_ids, label_spans
+from colossal_llama.data.tokenize import TokenizedBatch, flatten_ids, label_spans, special_token_text
 
 ROLES = ("human", "assistant")
 DEFAULT_CATEGORY = "default"
@@ -43,7 +45,7 @@ def parse_sft_record(obj: dict) -> tuple[tuple[str, ...], str, bool]:
         BadRecord: no or empty `messages`, a message that is not an object,
             an unknown role, roles that do not alternate human/assistant
             starting with human, empty or non-string content, a bad category,
-            or no complete turn.
+            a lone surrogate in a role, content or category, or no complete turn.
     """
     if "messages" not in obj:
         raise BadRecord("missing_field", 'missing field "messages"')
@@ -124,8 +126,10 @@ class SftRecords(ConversationRecords):
         for n, ((ids, start_of), r, (_, trailing)) in enumerate(zip(encoded, rendered, payloads)):
             opens, closes, stray = _separator_indices(np.asarray(ids), start_of, r, special)
             if stray:
-                rejected[n] = BadRecord("special_token_text", f"content holds the special token {names[ids[stray[0]]]!r};"
-                                        " remove it: it would inject a control token")
+                rejected[n] = special_token_text(names[ids[stray[0]]], "content")
+                continue
+            if info.unk is not None and info.unk[1] in r.text and info.unk[0] in ids:
+                rejected[n] = special_token_text(info.unk[1], "content")
                 continue
             turn_lengths = np.array(closes[1::2]) + 1  # len(tok(prompt(2t))) for t = 1, 2, ...
             turns = int(np.searchsorted(turn_lengths, self.max_length - 1, side="right"))

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 
+from colossal_llama.data.segments import MIXED_CATEGORY, SEGMENT_CATEGORIES
 from colossal_llama.data.tokenize import IGNORE_INDEX
 
 GREEN, RESET = "\033[42;30m", "\033[0m"
@@ -47,11 +48,15 @@ def render_row(row: dict, tokenizer, color: bool) -> str:
     ids, labels, lengths = row["input_ids"], row["labels"], row["seq_lengths"]
     trained = sum(x != IGNORE_INDEX for x in labels)
     lines = [f"category {row['category']}, {len(ids)} tokens in {len(lengths)} document(s), {trained} trained on"]
+    # rows packed across categories name each document's category
+    categories = row.get(SEGMENT_CATEGORIES) or [None] * len(lengths)
     start = 0
-    for n, length in enumerate(lengths, start=1):
+    for n, (length, category) in enumerate(zip(lengths, categories), start=1):
         doc_labels = labels[start : start + length]
         doc_trained = sum(x != IGNORE_INDEX for x in doc_labels)
-        lines.append(f"--- document {n}: tokens {start}-{start + length - 1} ({length} tokens, {doc_trained} trained on)")
+        where = f" ({category})" if category and row["category"] == MIXED_CATEGORY else ""
+        lines.append(f"--- document {n}{where}: tokens {start}-{start + length - 1} "
+                     f"({length} tokens, {doc_trained} trained on)")
         text = []
         for a, b, on in spans(doc_labels):
             piece = tokenizer.decode(ids[start + a : start + b], skip_special_tokens=False,

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from colossal_llama.data.buckets import derived_rng
+from colossal_llama.data.segments import segment_categories_of
 from colossal_llama.data.tokenize import IGNORE_INDEX
 
 
@@ -115,7 +116,10 @@ class PackedCollator:
             documents (variable-length attention) instead of taking an L x L mask.
 
     The batch also holds "lengths" (non-padding tokens per row) and, when the
-    rows have them, "category" (a list of strings).
+    rows have a category, "category" (a list of strings) and "segments": per
+    row, (category, length) of every segment, for the loss per category:
+
+        seq_lengths [5, 3], segment_categories ["chat", "code"]  ->  segments [("chat", 5), ("code", 3)]
     """
 
     def __init__(self, pad_token_id: int, isolate: bool = True, padding: str = "longest",
@@ -150,4 +154,6 @@ class PackedCollator:
             batch["attention_mask"] = (torch.arange(length)[None, :] < torch.tensor(lengths)[:, None]).long()
         if "category" in rows[0]:
             batch["category"] = [r["category"] for r in rows]
+            batch["segments"] = [list(zip(segment_categories_of(r), r.get("seq_lengths") or [len(r["input_ids"])]))
+                                 for r in rows]
         return batch

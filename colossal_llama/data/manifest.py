@@ -55,6 +55,8 @@ def count_per_input(files: list[dict], results: list[ChunkResult], chunk_paths: 
 def _category_entries(table: DocTable, parts: list[dict], results: list[ChunkResult], max_length: int) -> dict:
     """Per category: counts over all buckets, tokens in, fill, rejects by reason.
 
+    Counts are per segment (a row may hold several categories); `rows` are
+    the rows holding the category and `fill` is theirs (all their tokens).
     Also reshapes every part's per-category counters into manifest entries.
     """
     categories: dict[str, Counter] = {name: Counter() for name in table.names}
@@ -67,8 +69,9 @@ def _category_entries(table: DocTable, parts: list[dict], results: list[ChunkRes
             categories[name].update(counts)
         part["categories"] = {name: _shape(Counter(counts, records=counts["documents"]))
                               for name, counts in sorted(part["categories"].items())}
+        rows = part.pop("rows")  # a row holding two categories counts once here
         for key in COUNT_KEYS:
-            part[key] = sum(entry[key] for entry in part["categories"].values())
+            part[key] = rows if key == "rows" else sum(entry[key] for entry in part["categories"].values())
         part["fill"] = _fill(part["tokens"], part["rows"], max_length)
     rejected: dict[str, Counter] = {}
     dropped: dict[str, Counter] = {}
@@ -82,7 +85,7 @@ def _category_entries(table: DocTable, parts: list[dict], results: list[ChunkRes
         counts = categories.get(name, Counter())
         entry = _shape(counts)
         entry["tokens_in"] = int(counts.get("tokens_in", 0))
-        entry["fill"] = _fill(entry["tokens"], entry["rows"], max_length)
+        entry["fill"] = _fill(int(counts.get("row_tokens", 0)), entry["rows"], max_length)
         entry["rejected"] = dict(sorted(rejected.get(name, Counter()).items()))
         entry["dropped_records"] = dict(sorted(dropped.get(name, Counter()).items()))
         entries[name] = entry
@@ -101,7 +104,7 @@ def build_manifest(config, tokenizer_info, inputs: list[dict], results: list[Chu
     tokens_out = sum(e["tokens"] for e in categories.values())
     dropped = sum(sum(e["dropped_tokens"].values()) for e in categories.values())
     assert tokens_in == tokens_out + dropped, f"token accounting broken: {tokens_in} != {tokens_out} + {dropped}"
-    rows = sum(e["rows"] for e in categories.values())
+    rows = sum(part["rows"] for part in parts)
     rejected, dropped_records, stats = Counter(), Counter(), Counter()
     for e in categories.values():
         rejected.update(e["rejected"])
@@ -157,4 +160,6 @@ def summary_table(manifest: dict) -> str:
         f"tokens in {t['tokens_in']:,} = out {t['tokens_out']:,} + dropped {t['tokens_dropped']:,} "
         f"(all-masked chunks of over-long documents); {t['parts']} bucket(s) of {manifest['num_bins']} requested"
     )
+    if sum(e["rows"] for e in manifest["categories"].values()) > t["rows"]:
+        lines.append("rows hold several categories: a category's rows and fill are those of the rows holding it")
     return "\n".join(lines)

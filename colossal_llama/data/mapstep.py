@@ -10,7 +10,9 @@ Spill files of chunk i, under the spill folder:
     c000i.ids     int32, the documents' token ids back to back
     c000i.labels  int32, their labels (-100 = not trained on)
     c000i.docs    int64 pairs (local category index, length) per document
-    c000i.rejected.jsonl   rejected records (only with --on_error skip)
+    c000i.rejected.jsonl   rejected records (only with --on_error skip); a
+                           `too_large` record is kept as its first 1,000 bytes
+                           with `record_truncated: true` and `record_bytes`
 
 Memory per worker is bounded by one chunk of input plus one batch of tokens.
 Workers need only numpy and `tokenizers` (see `worker_pool`).
@@ -29,7 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from colossal_llama.data.records import BadRecord, InputChunk, decode_json_line, iter_chunk_lines
+from colossal_llama.data.records import (BadRecord, InputChunk, OversizedLine, decode_json_line, is_valid_text,
+                                         iter_chunk_lines)
 
 
 class ChunkBadRecord(Exception):
@@ -66,6 +69,8 @@ class MapSettings:
     info: object
     spill_dir: str
     on_error: str
+    max_record_bytes: int
+    """Longer lines are rejected (`too_large`) without being read into memory."""
 
 
 def spill_path(spill_dir: str, index: int, suffix: str) -> str:
@@ -134,10 +139,14 @@ class _ChunkSpill:
         self.rejected = None
         self.spill_dir, self.index = spill_dir, index
 
-    def reject(self, path: str, line: int, bad: BadRecord, raw: bytes) -> None:
+    def reject(self, path: str, line: int, bad: BadRecord, raw: bytes | OversizedLine) -> None:
+        """Write a rejected.jsonl entry; an oversized line only as the prefix that was kept."""
         if self.rejected is None:
             self.rejected = open(spill_path(self.spill_dir, self.index, "rejected.jsonl"), "w", encoding="utf-8")
         entry = {"file": path, "line": line, "reason": bad.reason, "message": bad.message}
+        if isinstance(raw, OversizedLine):
+            entry.update(record_truncated=True, record_bytes=raw.size)
+            raw = raw.prefix
         entry["record"] = raw.decode("utf-8", errors="replace")
         self.rejected.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
@@ -153,6 +162,9 @@ def _parse_lines(lines, first_line: int, chunk: InputChunk, kind, result: ChunkR
     payloads, categories, line_numbers = [], [], []
     for offset, raw in enumerate(lines):
         line = first_line + offset
+        if isinstance(raw, OversizedLine):
+            on_bad(line, raw.bad_record(), raw, None)
+            continue
         if not raw.strip():
             result.blank_lines += 1
             continue
@@ -165,7 +177,7 @@ def _parse_lines(lines, first_line: int, chunk: InputChunk, kind, result: ChunkR
             payload, category = kind.parse(obj)
         except BadRecord as bad:
             hint = obj.get("category")
-            on_bad(line, bad, raw, hint if isinstance(hint, str) and hint else None)
+            on_bad(line, bad, raw, hint if isinstance(hint, str) and hint and is_valid_text(hint) else None)
             continue
         payloads.append(payload)
         categories.append(category)
@@ -190,7 +202,7 @@ def map_chunk(chunk: InputChunk, settings: MapSettings) -> ChunkResult:
         spill.reject(chunk.path, line, bad, raw)
 
     try:
-        for lines in iter_chunk_lines(chunk):
+        for lines in iter_chunk_lines(chunk, settings.max_record_bytes):
             first_line = result.lines + 1
             result.lines += len(lines)
             payloads, categories, where = _parse_lines(lines, first_line, chunk, settings.kind, result, on_bad)

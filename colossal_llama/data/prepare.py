@@ -3,7 +3,7 @@
 A job (`PRETRAIN` in pretrain.py, `SFT` in sft.py) says how records are
 parsed and tokenized and what else goes into the output; this module does the
 rest. Steps: find input files -> map (parallel, per chunk: validate + tokenize,
-spilled to disk) -> reduce (per category: split, pack, bin) -> write buckets
+spilled to disk) -> reduce (split, pack, bin; see buckets.py) -> write buckets
 -> manifest. Everything is written into a temporary `<out>.tmp-*` folder beside it and renamed to
 `<out>` at the end, so an error never leaves a half-written output folder.
 """
@@ -20,11 +20,12 @@ import time
 from tqdm import tqdm
 
 from colossal_llama.config import ConfigError, DataConfig
-from colossal_llama.data.buckets import SpillReader, load_doc_table, plan_category, write_buckets
+from colossal_llama.data.buckets import SpillReader, load_doc_table, plan_rows, write_buckets
 from colossal_llama.data.manifest import build_manifest, count_per_input, input_files, summary_table
 from colossal_llama.data.mapstep import (ChunkBadRecord, MapSettings, WorkerDied, preload_encoder, release_encoder,
                                         run_map, spill_path, worker_pool)
 from colossal_llama.data.records import DataError, count_lines_before, discover_input_files, plan_chunks
+from colossal_llama.outputs import OutputError, check_output_free, staged_output
 from colossal_llama.tokenizer.encoder import FastEncoder
 from colossal_llama.tokenizer.loading import TokenizerError, describe_tokenizer, load_tokenizer
 
@@ -33,24 +34,6 @@ MIN_CHUNK_BYTES = 64 << 10
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def check_output_folder(out: str, overwrite: bool) -> None:
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise DataError(f"--data_output_dirs {out}: exists and is not a folder")
-    if os.path.isdir(out) and os.listdir(out) and not overwrite:
-        raise DataError(f"--data_output_dirs {out}: folder exists and is not empty (add --overwrite to replace it)")
-
-
-def publish(tmp: str, out: str) -> None:
-    """Move the finished `tmp` folder to `out`, replacing what was there."""
-    old = None
-    if os.path.exists(out):
-        old = f"{out}.old-{os.getpid()}"
-        os.rename(out, old)
-    os.rename(tmp, out)
-    if old:
-        shutil.rmtree(old)
 
 
 def plan_input_chunks(paths: list[str], config: DataConfig) -> list:
@@ -110,7 +93,8 @@ def _prepare_into(tmp: str, paths: list[str], chunks, pool, info, config, kind, 
     done in the parent while the workers tokenize.
     """
     spill = os.path.join(tmp, "_spill")
-    settings = MapSettings(kind=kind, info=info, spill_dir=spill, on_error=config.on_error)
+    settings = MapSettings(kind=kind, info=info, spill_dir=spill, on_error=config.on_error,
+                           max_record_bytes=config.max_record_bytes)
     started = time.perf_counter()
     extra: dict = {}
 
@@ -127,23 +111,23 @@ def _prepare_into(tmp: str, paths: list[str], chunks, pool, info, config, kind, 
         dropped = sum(sum(r.dropped.values()) for r in results)
         raise DataError(f"no record was accepted ({rejected} rejected, {dropped} too long); nothing written")
     reader = SpillReader(spill, results)
-    plans = [
-        plan_category(name, (table.category == i).nonzero()[0], table, reader, config.max_length,
-                      config.num_spliced_dataset_bins, config.seed, pack=getattr(config, "pack", True))
-        for i, name in enumerate(table.names)
-    ]
+    # pretraining configs have neither flag: packed, one category per row (bins and buckets depend on it)
+    plan = plan_rows(table, reader, config.max_length, config.num_spliced_dataset_bins, config.seed,
+                     pack=getattr(config, "pack", True),
+                     across_categories=not getattr(config, "pack_within_category", True))
     inputs = count_per_input(extra["inputs"], results, {c.index: c.path for c in chunks})
     # what the rows depend on: not the paths, the workers or the chunking, which never change them
     settings_that_matter = {k: v for k, v in config.to_dict().items()
                             if k not in ("data_input_dirs", "data_output_dirs", "tokenizer_dir", "num_workers",
                                          "chunk_bytes", "overwrite", "on_error", "recursive")}
+    if settings_that_matter.get("pack_within_category"):  # the rows made before the flag existed: same identity
+        del settings_that_matter["pack_within_category"]
     identity = json.dumps([job.name, info.fingerprint, [i["sha256"] for i in inputs], settings_that_matter],
                           sort_keys=True)
     packed = time.perf_counter()
-    bar = tqdm(total=sum(len(p.rows) for p in plans), unit="row", desc="write", file=sys.stderr, mininterval=0.5)
-    parts = write_buckets(plans, reader, os.path.join(tmp, "arrow"), config.num_spliced_dataset_bins, config.seed,
-                          identity, on_rows=bar.update)
-    bar.close()
+    with tqdm(total=len(plan.rows), unit="row", desc="write", file=sys.stderr, mininterval=0.5) as bar:
+        parts = write_buckets(plan, reader, os.path.join(tmp, "arrow"), config.num_spliced_dataset_bins, config.seed,
+                              identity, on_rows=bar.update)
     if rejected:
         merge_rejected(spill, chunks, results, os.path.join(tmp, "rejected.jsonl"))
     del reader
@@ -165,21 +149,18 @@ def prepare_dataset(config: DataConfig, job) -> dict:
     Raises:
         DataError: bad input (file, line, reason), nothing written.
         TokenizerError: the tokenizer folder is missing or unusable.
+        OutputError: the output folder is taken (by another run, too) or cannot be written.
     """
     paths = discover_input_files(config.data_input_dirs, config.recursive)
     out = config.data_output_dirs
-    check_output_folder(out, config.overwrite)
+    check_output_free(out, config.overwrite, "--data_output_dirs")
     if config.on_error == "raise":
         for path in paths:
             if os.path.getsize(path) == 0:
                 raise DataError(f"{path}: file is empty (no records); remove it or use --on_error skip")
     chunks = plan_input_chunks(paths, config)
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    # beside the output, so that the final rename stays on one file system
-    tmp = tempfile.mkdtemp(prefix=os.path.basename(os.path.abspath(out)) + ".tmp-", dir=parent)
-    os.makedirs(os.path.join(tmp, "_spill"))
-    try:
+    with staged_output(out, config.overwrite, "--data_output_dirs") as tmp:
+        os.makedirs(os.path.join(tmp, "_spill"))
         tokenizer = load_tokenizer(config.tokenizer_dir)
         job.prepare_tokenizer(tokenizer)
         info = describe_tokenizer(tokenizer, config.tokenizer_dir, os.path.join(tmp, "_spill"))
@@ -193,15 +174,11 @@ def prepare_dataset(config: DataConfig, job) -> dict:
             manifest = _prepare_into(tmp, paths, chunks, pool, info, config, kind, job, tokenizer)
         finally:
             release_encoder(info.encoder)
-            if pool is not None:  # stopped before the clean-up below, so no worker writes into tmp any more
+            if pool is not None:  # stopped before the clean-up, so no worker writes into tmp any more
                 pool.shutdown(wait=True, cancel_futures=True)
         with open(os.path.join(tmp, "manifest.json"), "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=2, ensure_ascii=False)
             f.write("\n")
-        publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 
@@ -224,7 +201,7 @@ def run_cli(parse_args, prepare, argv: list[str] | None = None) -> int:
     try:
         config = parse_args(argv)
         manifest = prepare(config)
-    except (ConfigError, DataError, TokenizerError, WorkerDied) as exc:
+    except (ConfigError, DataError, TokenizerError, WorkerDied, OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(summary_table(manifest))

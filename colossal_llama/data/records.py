@@ -8,7 +8,12 @@ are concatenated in (file, offset) order.
 
 Validation follows data-spec section 5: every problem is a `BadRecord` with a
 reason code (used for counts in the manifest) and a message for the user; the
-caller adds the file and line.
+caller adds the file and line. Hostile records are bad input like any other,
+so that one of them never stops an `--on_error skip` run: a line over
+`--max_record_bytes` (`too_large`, never held in memory whole), nesting
+deeper than Python's JSON decoder recurses (`too_deeply_nested`), and lone
+surrogates such as `"\\ud800"` in a string that is used (`invalid_unicode`:
+valid JSON, but no tokenizer accepts it).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from dataclasses import dataclass
 from typing import Iterator
 
 INPUT_SUFFIXES = (".jsonl", ".jsonl.gz")
+OVERSIZED_PREFIX_BYTES = 1000
+"""How much of a `too_large` line is kept (for rejected.jsonl)."""
 
 
 class DataError(ValueError):
@@ -120,32 +127,83 @@ def plan_chunks(paths: list[str], chunk_bytes: int) -> list[InputChunk]:
     return chunks
 
 
-def iter_chunk_lines(chunk: InputChunk, batch_lines: int = 4096) -> Iterator[list[bytes]]:
-    """Yield the chunk's lines (without their newline) in batches.
+@dataclass(frozen=True)
+class OversizedLine:
+    """A line longer than the limit, read through but not kept: its first bytes and its size."""
+
+    prefix: bytes
+    size: int
+    limit: int
+
+    def bad_record(self) -> BadRecord:
+        return BadRecord("too_large", f"record is {self.size:,} bytes, over the limit of {self.limit:,} "
+                         "(--max_record_bytes)")
+
+
+def _read_through(f, start: bytes, max_bytes: int, left: float) -> tuple[OversizedLine, float]:
+    """The rest of the line that begins with `start` (over `max_bytes`), read in blocks of 1 MiB and
+    dropped but for its first bytes; returns it and the byte budget `left` after it."""
+    size, prefix, block = len(start), start[:OVERSIZED_PREFIX_BYTES], start
+    while left > 0 and not block.endswith(b"\n"):
+        block = f.readline(1 << 20)
+        if not block:
+            break
+        left -= len(block)
+        text = block[:-1] if block.endswith(b"\n") else block
+        size += len(text)
+        if len(prefix) < OVERSIZED_PREFIX_BYTES:
+            prefix += text[: OVERSIZED_PREFIX_BYTES - len(prefix)]
+    return OversizedLine(prefix, size, max_bytes), left
+
+
+def _bounded_lines(f, max_bytes: int, length: int | None) -> Iterator[bytes | OversizedLine]:
+    """The lines (without their newline) of the next `length` bytes of `f`, or up to its end.
+
+    A line over `max_bytes` comes as an `OversizedLine`, so memory stays
+    bounded by `max_bytes` whatever the line's size.
+    """
+    left = length if length is not None else float("inf")
+    while left > 0:
+        line = f.readline(max_bytes + 1)
+        if not line:
+            return
+        left -= len(line)
+        if line.endswith(b"\n"):
+            yield line[:-1]
+        elif len(line) <= max_bytes:  # the last line of the file, without a newline
+            yield line
+        else:
+            oversized, left = _read_through(f, line, max_bytes, left)
+            yield oversized
+
+
+def _batches(items: Iterator, size: int) -> Iterator[list]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def iter_chunk_lines(chunk: InputChunk, max_line_bytes: int,
+                     batch_lines: int = 4096) -> Iterator[list[bytes | OversizedLine]]:
+    """Yield the chunk's lines (without their newline) in batches; a line over
+    `max_line_bytes` comes as an `OversizedLine`.
 
     Raises:
         DataError: a gzip file is corrupt.
     """
     if not chunk.compressed:
-        with open(chunk.path, "rb") as f:
+        with open(chunk.path, "rb", buffering=1 << 20) as f:
             f.seek(chunk.start)
-            data = f.read(chunk.end - chunk.start)
-        lines = data.split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
-        for i in range(0, len(lines), batch_lines):
-            yield lines[i : i + batch_lines]
+            yield from _batches(_bounded_lines(f, max_line_bytes, chunk.end - chunk.start), batch_lines)
         return
     try:
         with gzip.open(chunk.path, "rb") as f:
-            batch = []
-            for line in f:
-                batch.append(line[:-1] if line.endswith(b"\n") else line)
-                if len(batch) == batch_lines:
-                    yield batch
-                    batch = []
-            if batch:
-                yield batch
+            yield from _batches(_bounded_lines(f, max_line_bytes, None), batch_lines)
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{chunk.path}: not a readable gzip file: {exc}") from exc
 
@@ -167,7 +225,7 @@ def decode_json_line(line: bytes, first_in_file: bool = False) -> dict:
     """bytes of one line -> the JSON object it holds.
 
     Raises:
-        BadRecord: invalid UTF-8, invalid JSON, or not an object.
+        BadRecord: invalid UTF-8, invalid JSON, nesting too deep to decode, or not an object.
     """
     try:
         text = line.decode("utf-8")
@@ -179,16 +237,30 @@ def decode_json_line(line: bytes, first_in_file: bool = False) -> dict:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadRecord("invalid_json", f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+    except RecursionError:  # the decoder recurses once per level: `[` x 100,000 is valid-looking JSON
+        raise BadRecord("too_deeply_nested", "JSON nested too deeply to decode") from None
     if not isinstance(obj, dict):
         raise BadRecord("not_an_object", f"expected a JSON object, got {type(obj).__name__}")
     return obj
+
+
+def is_valid_text(value: str) -> bool:
+    """False for a string holding a lone surrogate (JSON's `"\\ud800"`), which no tokenizer accepts."""
+    if value.isascii():  # O(1) in CPython, and true of most text
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def require_str(obj: dict, key: str, allow_empty: bool) -> str:
     """obj[key] as a string.
 
     Raises:
-        BadRecord: the field is missing, not a string, or empty when it may not be.
+        BadRecord: the field is missing, not a string, holds a lone
+            surrogate, or is empty when it may not be.
     """
     if key not in obj:
         raise BadRecord("missing_field", f'missing field "{key}"')
@@ -197,6 +269,9 @@ def require_str(obj: dict, key: str, allow_empty: bool) -> str:
         raise BadRecord("wrong_type", f'field "{key}" must be a string, got {type(value).__name__}')
     if not allow_empty and value == "":
         raise BadRecord(f"empty_{key}", f'field "{key}" is empty')
+    if not is_valid_text(value):
+        raise BadRecord("invalid_unicode", f'field "{key}" holds a lone surrogate (such as "\\ud800"), '
+                        "which is not text")
     return value
 
 

@@ -12,14 +12,16 @@ reproduces the training ids.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
 from colossal_llama.config import ConfigError, SftDataConfig, parse_sft_data_args
 from colossal_llama.data.conversations import HFChatRecords, SftRecords
 from colossal_llama.data.prepare import log, prepare_dataset, run_cli
-from colossal_llama.data.templates import TEMPLATES, HFChatTemplate, HumanAssistantTemplate
+from colossal_llama.data.templates import SEPARATORS, TEMPLATES, HFChatTemplate, HumanAssistantTemplate
 from colossal_llama.tokenizer.encoder import SlowEncoder
+from colossal_llama.tokenizer.folder import save_tokenizer
 from colossal_llama.tokenizer.loading import TokenizerError
 
 ROUND_TRIP_SAMPLE = [  # short, so that it fits small max_length values too
@@ -52,7 +54,47 @@ def ensure_separator(tokenizer, text: str, option: str) -> int:
     return token_id
 
 
+def detect_llama_version(tokenizer) -> int:
+    """The LLaMA version whose separators `tokenizer` has, for the default template.
+
+    3 when it has both `<|begin_of_text|>` and `<|eot_id|>`; 2 when its
+    bos/eos tokens are `<s>`/`</s>`.
+
+    Raises:
+        TokenizerError: neither; the message asks for --llama_version.
+    """
+    vocab = tokenizer.get_vocab()
+    if all(token in vocab for token in SEPARATORS[3]):
+        return 3
+    if (tokenizer.bos_token, tokenizer.eos_token) == SEPARATORS[2]:
+        return 2
+    raise TokenizerError(
+        f"cannot tell the LLaMA version of the tokenizer in {tokenizer.name_or_path}: it has no "
+        f"{SEPARATORS[3][0]!r} and {SEPARATORS[3][1]!r} tokens (LLaMA-3), and its bos/eos tokens are "
+        f"{tokenizer.bos_token!r}/{tokenizer.eos_token!r}, not {SEPARATORS[2][0]!r}/{SEPARATORS[2][1]!r} (LLaMA-2); "
+        "pass --llama_version 2 or 3 (the separators to use), or --template hf for the tokenizer's own chat_template")
+
+
+def version_hint(tokenizer, given: int) -> str:
+    """What to tell a user whose --llama_version does not fit the tokenizer."""
+    try:
+        detected = detect_llama_version(tokenizer)
+    except TokenizerError:
+        return "; pass the --llama_version whose separators the tokenizer has, or --template hf"
+    if detected == given:
+        return ""
+    return (f"; the tokenizer looks like a LLaMA-{detected} tokenizer: pass --llama_version {detected} "
+            "(or leave the flag out to detect it)")
+
+
 class SftJob:
+    """The SFT part of a preparation (see `prepare.prepare_dataset`).
+
+    Without --llama_version, the default template's version is detected from
+    the tokenizer and written into `config`, so the manifest records it as if
+    it had been given.
+    """
+
     name = "sft"
 
     def __init__(self, config: SftDataConfig):
@@ -61,11 +103,16 @@ class SftJob:
         self.config = config
 
     def prepare_tokenizer(self, tokenizer) -> None:
+        if self.config.template == "default" and self.config.llama_version is None:
+            self.config.llama_version = detect_llama_version(tokenizer)
         self.template = TEMPLATES[self.config.template](self.config.llama_version, tokenizer)
         if isinstance(self.template, HumanAssistantTemplate):
             option = f"--llama_version {self.config.llama_version}"
-            for separator in (self.template.open, self.template.close):
-                ensure_separator(tokenizer, separator, option)
+            try:
+                for separator in (self.template.open, self.template.close):
+                    ensure_separator(tokenizer, separator, option)
+            except TokenizerError as exc:
+                raise TokenizerError(f"{exc}{version_hint(tokenizer, self.config.llama_version)}") from None
         else:
             self.template.preload(tokenizer)  # forked workers render with the parent's tokenizer
 
@@ -77,17 +124,7 @@ class SftJob:
 
     def finish(self, folder: str, tokenizer, kind) -> dict:
         """Save the tokenizer with the template as chat_template; check the round trip."""
-        out = os.path.join(folder, "tokenizer")
-        tokenizer.chat_template = self.template.chat_template()
-        tokenizer.save_pretrained(out)
-        # transformers 4.51 keeps the template in chat_template.jinja; older
-        # readers (and other tools) look in tokenizer_config.json
-        config_path = os.path.join(out, "tokenizer_config.json")
-        with open(config_path, encoding="utf-8") as f:
-            config = json.load(f)
-        config["chat_template"] = tokenizer.chat_template
-        with open(config_path, "w", encoding="utf-8") as f:
-            json.dump(config, f, indent=2, ensure_ascii=False)
+        save_tokenizer(tokenizer, os.path.join(folder, "tokenizer"), chat_template=self.template.chat_template())
         same = round_trip_ok(tokenizer, kind, self.info)
         if isinstance(self.template, HFChatTemplate):
             self.template.release()
@@ -113,6 +150,7 @@ def round_trip_ok(tokenizer, kind, info) -> bool | None:
 
 def prepare_sft_dataset(config: SftDataConfig) -> dict:
     """Prepare SFT data (see `prepare.prepare_dataset`); returns the manifest."""
+    config = dataclasses.replace(config)  # the job fills in a detected llama_version: not in the caller's config
     return prepare_dataset(config, SftJob(config))
 
 

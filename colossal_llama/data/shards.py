@@ -18,6 +18,8 @@ import os
 import numpy as np
 import pyarrow as pa
 
+from colossal_llama.data.segments import SEGMENT_CATEGORIES
+
 ROW_COLUMNS = ("input_ids", "labels", "seq_lengths", "category")
 BATCH_ROWS = 1024
 MAX_SHARD_BYTES = 500 << 20
@@ -33,15 +35,24 @@ ROW_FEATURES = {
     "seq_lengths": _INT_LIST,
     "category": {"dtype": "string", "_type": "Value"},
 }
+# rows that may mix categories (SFT packed across categories) add one category per segment
+MIXED_ROW_FEATURES = {**ROW_FEATURES, SEGMENT_CATEGORIES: {"feature": {"dtype": "string", "_type": "Value"},
+                                                           "_type": "List"}}
 
 
-def row_schema() -> pa.Schema:
-    """Arrow schema of a packed row, with the features in its metadata as `datasets` writes them."""
+def row_schema(segment_categories: bool = False) -> pa.Schema:
+    """Arrow schema of a packed row, with the features in its metadata as `datasets` writes them.
+
+    Args:
+        segment_categories: add the `segment_categories` column (list of strings).
+    """
     ints = pa.list_(pa.int32())
-    metadata = {"huggingface": json.dumps({"info": {"features": ROW_FEATURES}})}
-    return pa.schema(
-        [("input_ids", ints), ("labels", ints), ("seq_lengths", ints), ("category", pa.string())], metadata=metadata
-    )
+    features = MIXED_ROW_FEATURES if segment_categories else ROW_FEATURES
+    metadata = {"huggingface": json.dumps({"info": {"features": features}})}
+    fields = [("input_ids", ints), ("labels", ints), ("seq_lengths", ints), ("category", pa.string())]
+    if segment_categories:
+        fields.append((SEGMENT_CATEGORIES, pa.list_(pa.string())))
+    return pa.schema(fields, metadata=metadata)
 
 
 def _int32_array(values: np.ndarray) -> pa.Array:
@@ -70,14 +81,17 @@ class RowWriter:
 
     Rows are given as flat arrays per batch: `ids`/`labels` concatenated over
     rows, `row_lengths` (tokens per row), `seq_lengths` flat with
-    `row_segments` (segments per row), and the category of every row.
+    `row_segments` (segments per row), and the category of every row; with
+    `segment_categories=True` also the category of every segment, flat.
     """
 
-    def __init__(self, folder: str, fingerprint: str, max_shard_bytes: int = MAX_SHARD_BYTES):
+    def __init__(self, folder: str, fingerprint: str, max_shard_bytes: int = MAX_SHARD_BYTES,
+                 segment_categories: bool = False):
         self.folder = folder
         self.fingerprint = fingerprint
         self.max_shard_bytes = max_shard_bytes
-        self.schema = row_schema()
+        self.segment_categories = segment_categories
+        self.schema = row_schema(segment_categories)
         self.files: list[str] = []
         self.rows = 0
         self._sink = None
@@ -96,18 +110,21 @@ class RowWriter:
             self._sink.close()
             self._writer = self._sink = None
 
-    def write(self, ids, labels, row_lengths, seq_lengths, row_segments, categories: list[str]) -> None:
+    def write(self, ids, labels, row_lengths, seq_lengths, row_segments, categories: list[str],
+              segment_categories: list[str] | None = None) -> None:
         if self._writer is None:
             self._open()
-        batch = pa.record_batch(
-            [
-                _list_array(ids, row_lengths),
-                _list_array(labels, row_lengths),
-                _list_array(seq_lengths, row_segments),
-                _string_array(categories),
-            ],
-            schema=self.schema,
-        )
+        columns = [
+            _list_array(ids, row_lengths),
+            _list_array(labels, row_lengths),
+            _list_array(seq_lengths, row_segments),
+            _string_array(categories),
+        ]
+        if self.segment_categories:
+            offsets = np.zeros(len(row_segments) + 1, dtype=np.int32)
+            np.cumsum(row_segments, out=offsets[1:])
+            columns.append(pa.ListArray.from_arrays(_int32_array(offsets), _string_array(segment_categories)))
+        batch = pa.record_batch(columns, schema=self.schema)
         self._writer.write_batch(batch)
         self.rows += len(categories)
         if self._sink.tell() >= self.max_shard_bytes:
@@ -132,7 +149,8 @@ class RowWriter:
         }
         with open(os.path.join(self.folder, "state.json"), "w", encoding="utf-8") as f:
             json.dump(state, f, indent=2, sort_keys=True)
-        info = {"citation": "", "description": "", "features": ROW_FEATURES, "homepage": "", "license": ""}
+        features = MIXED_ROW_FEATURES if self.segment_categories else ROW_FEATURES
+        info = {"citation": "", "description": "", "features": features, "homepage": "", "license": ""}
         with open(os.path.join(self.folder, "dataset_info.json"), "w", encoding="utf-8") as f:
             json.dump(info, f, indent=2)
         return names

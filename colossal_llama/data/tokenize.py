@@ -16,7 +16,9 @@ Python work is one list conversion.
 Every document must carry exactly one BOS (first) and one EOS (last), checked
 on the ids. Special-token markup inside the text (`</s>`, `<|eot_id|>` ...)
 would break that and inject control tokens, so such records are bad input
-(reason `special_token_text`).
+(reason `special_token_text`); so is `<unk>` text, which the tokenizer turns
+into the unk id, while the unk id that a tokenizer without byte fallback
+emits for unseen characters is fine.
 """
 
 from __future__ import annotations
@@ -54,8 +56,27 @@ def flatten_ids(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return flat, lengths
 
 
-def check_document_markers(ids: np.ndarray, lengths: np.ndarray, info) -> dict[int, BadRecord]:
+def special_token_text(token: str, where: str = "text") -> BadRecord:
+    """The rejection of a record whose `where` holds the text of special token `token`."""
+    return BadRecord("special_token_text", f"{where} holds the special token {token!r}; "
+                     "remove it: it would inject a control token into the document")
+
+
+def _first_hits(hits: np.ndarray, starts: np.ndarray) -> dict[int, int]:
+    """{document: flat position of its first hit} for the documents with a hit."""
+    positions = np.flatnonzero(hits)
+    docs = np.searchsorted(starts, positions, side="right") - 1
+    docs, first = np.unique(docs, return_index=True)
+    return dict(zip(docs.tolist(), positions[first].tolist()))
+
+
+def check_document_markers(ids: np.ndarray, lengths: np.ndarray, info, texts=None) -> dict[int, BadRecord]:
     """Find documents that do not hold exactly BOS first, EOS last and no other special id.
+
+    `<unk>` is the exception: its id also stands for characters the
+    vocabulary lacks, so a document holding it is rejected only when its text
+    (`texts[doc]`, given) holds the unk text as well. The text is searched
+    only then: ordinary documents cost one vectorized comparison.
 
     Returns:
         {document index: BadRecord} for documents whose text held special-token markup.
@@ -71,17 +92,12 @@ def check_document_markers(ids: np.ndarray, lengths: np.ndarray, info) -> dict[i
     hits = np.isin(ids, forbidden)
     hits[starts] = False
     hits[starts + lengths - 1] = False
-    bad: dict[int, BadRecord] = {}
-    if hits.any():
-        positions = np.flatnonzero(hits)
-        docs = np.searchsorted(starts, positions, side="right") - 1
-        for doc, pos in zip(docs.tolist(), positions.tolist()):
-            if doc not in bad:
-                bad[doc] = BadRecord(
-                    "special_token_text",
-                    f"text holds the special token {names[int(ids[pos])]!r}; "
-                    "remove it: it would inject a control token into the document",
-                )
+    bad = {doc: special_token_text(names[int(ids[pos])]) for doc, pos in _first_hits(hits, starts).items()}
+    if info.unk is not None and texts is not None:
+        unk_id, unk_text = info.unk
+        for doc in _first_hits(ids == unk_id, starts):
+            if doc not in bad and unk_text in texts[doc]:
+                bad[doc] = special_token_text(unk_text)
     return bad
 
 
@@ -134,7 +150,7 @@ def tokenize_pretrain_batch(records: list[tuple[str, str]], encoder, info) -> To
     mask_lengths = np.fromiter((prefix_length.get(source, 0) for source, _ in records), dtype=np.int64,
                                count=len(records))
     labels = mask_prefixes(ids, lengths, mask_lengths)
-    rejected = check_document_markers(ids, lengths, info) if len(records) else {}
+    rejected = check_document_markers(ids, lengths, info, texts) if len(records) else {}
     keep = np.ones(len(records), dtype=bool)
     keep[list(rejected)] = False
     ids, labels, lengths = select_documents(ids, labels, lengths, keep)

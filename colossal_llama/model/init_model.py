@@ -14,7 +14,8 @@ shard from its safetensors files (memory: one shard), with no model built
 and nothing moved to a device. Tied embeddings stay tied (the head is not
 stored). The output keeps the source's dtype unless `--dtype` asks otherwise,
 and holds the new tokenizer, so it loads alone with `AutoModelForCausalLM`
-and `AutoTokenizer`.
+and `AutoTokenizer`. As in the old README, `--target_model_path` may be the
+`--target_tokenizer_path` folder: the model then joins the tokenizer there.
 """
 
 from __future__ import annotations
@@ -22,19 +23,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
-import tempfile
 import time
 
 import torch
 
 from colossal_llama.data.records import DataError
 from colossal_llama.model.embeddings import decompose, mean_rows
+from colossal_llama.outputs import OutputError, staged_output
+from colossal_llama.tokenizer.folder import save_tokenizer
 from colossal_llama.tokenizer.loading import TokenizerError, load_tokenizer
 
 EMBED, HEAD = "model.embed_tokens.weight", "lm_head.weight"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# what makes a folder a model folder (rather than a tokenizer folder)
+MODEL_FILE = re.compile(r"(generation_)?config\.json|.*\.safetensors(\.index\.json)?"
+                        r"|pytorch_model.*\.bin(\.index\.json)?")
 
 
 def row_plan(old_tokenizer, new_tokenizer, replace_vocab: bool) -> tuple[list[int], list[int], list[list[int]], list[int]]:
@@ -114,21 +120,68 @@ def rewrite_weights(source: str, target: str, plan, size: int, dtype) -> None:
             json.dump(data, f, indent=2)
 
 
+def holds_model(folder: str) -> bool:
+    """Whether `folder` holds model files (a config or weights), not only a tokenizer."""
+    return any(MODEL_FILE.fullmatch(name) for name in os.listdir(folder))
+
+
+def check_paths(source: str, target_tokenizer: str, target: str, overwrite: bool) -> bool:
+    """Refuse missing inputs, and an output folder whose contents would be lost.
+
+    The old README's flow writes the model into the folder init_tokenizer
+    wrote (`--target_model_path` = `--target_tokenizer_path`): that folder
+    exists and holds the tokenizer, and needs no --overwrite unless it already
+    holds a model. Returns whether the output is that tokenizer folder.
+
+    Raises:
+        DataError: naming the flag of the folder at fault.
+    """
+    for flag, folder in (("--source_model_and_tokenizer_path", source), ("--target_tokenizer_path", target_tokenizer)):
+        if not os.path.isdir(folder):
+            raise DataError(f"{flag} {folder}: folder does not exist")
+    if not os.path.isfile(os.path.join(source, "config.json")):
+        raise DataError(f"--source_model_and_tokenizer_path {source}: no config.json (an HF model folder is expected)")
+    if not os.path.exists(target) or os.path.isdir(target) and not os.listdir(target):
+        return False
+    into_tokenizer = os.path.samefile(target, target_tokenizer)
+    if not overwrite:
+        if not into_tokenizer:
+            raise DataError(f"--target_model_path {target}: exists (add --overwrite to replace it)")
+        if holds_model(target):
+            raise DataError(f"--target_model_path {target}: already holds a model (add --overwrite to replace it)")
+    return into_tokenizer
+
+
+def copy_tokenizer_files(folder: str, out: str) -> None:
+    """Copy everything of `folder` but model files into `out` (the tokenizer, init_tokenizer's report.json)."""
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if os.path.isdir(path):
+            shutil.copytree(path, os.path.join(out, name))
+        elif not MODEL_FILE.fullmatch(name):
+            shutil.copy2(path, out)
+
+
 def init_model(source: str, target_tokenizer: str, target: str, replace_vocab: bool = False,
                dtype: str | None = None, overwrite: bool = False) -> dict:
-    """Write `target`: the source model with rows for every token of `target_tokenizer`; returns a report."""
+    """Write `target`: the source model with rows for every token of `target_tokenizer`; returns a report.
+
+    The folder is built beside `target` and renamed into place, so `target`
+    is never half-written; when `target` is the tokenizer folder, its files
+    are copied into the new folder first.
+    """
     from transformers import AutoConfig
 
-    if os.path.exists(target) and not overwrite:
-        raise DataError(f"--target_model_path {target}: exists (add --overwrite to replace it)")
+    into_tokenizer = check_paths(source, target_tokenizer, target, overwrite)
     started = time.perf_counter()
-    old, new = load_tokenizer(source), load_tokenizer(target_tokenizer)
+    old = load_tokenizer(source, "--source_model_and_tokenizer_path")
+    new = load_tokenizer(target_tokenizer, "--target_tokenizer_path")
     config = AutoConfig.from_pretrained(source)
     plan = row_plan(old, new, replace_vocab)
-    parent = os.path.dirname(os.path.abspath(target))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=os.path.basename(os.path.abspath(target)) + ".tmp-", dir=parent)
-    try:
+    # into the tokenizer folder: check_paths allowed replacing it (its files are carried over)
+    with staged_output(target, overwrite=overwrite or into_tokenizer, flag="--target_model_path") as tmp:
+        if into_tokenizer:
+            copy_tokenizer_files(target, tmp)
         rewrite_weights(source, tmp, plan, len(new), DTYPES.get(dtype))
         config.vocab_size = len(new)
         if dtype:
@@ -136,13 +189,7 @@ def init_model(source: str, target_tokenizer: str, target: str, replace_vocab: b
         config.save_pretrained(tmp)
         if os.path.exists(os.path.join(source, "generation_config.json")):
             shutil.copy2(os.path.join(source, "generation_config.json"), tmp)
-        new.save_pretrained(tmp)
-        if os.path.exists(target):
-            shutil.rmtree(target)
-        os.rename(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        save_tokenizer(new, tmp)
     parts = plan[2]
     return {"old_vocab_size": len(old), "new_vocab_size": len(new), "rows_copied": len(plan[0]),
             "rows_initialised": len(parts), "mean_parts_per_new_row": round(sum(map(len, parts)) / max(len(parts), 1), 2),
@@ -168,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = init_model(args.source_model_and_tokenizer_path, args.target_tokenizer_path, args.target_model_path,
                             args.replace_vocab, args.dtype, args.overwrite)
-    except (DataError, TokenizerError) as exc:
+    except (DataError, OutputError, TokenizerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=2))

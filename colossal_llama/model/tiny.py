@@ -14,6 +14,8 @@ def build_tiny_llama(tokenizer_dir: str, out_dir: str, layers: int = 2, hidden: 
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+    from colossal_llama.tokenizer.folder import save_tokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(seed)
     heads = max(1, hidden // 16)
@@ -22,7 +24,7 @@ def build_tiny_llama(tokenizer_dir: str, out_dir: str, layers: int = 2, hidden: 
                          max_position_embeddings=positions, bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=tie)
     LlamaForCausalLM(config).save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
+    save_tokenizer(tokenizer, out_dir)
     return out_dir
 
 

@@ -22,14 +22,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from colossal_llama.data.manifest import file_sha256
-from colossal_llama.data.prepare import publish
 from colossal_llama.data.records import DataError, discover_input_files
+from colossal_llama.outputs import staged_output
 from colossal_llama.stages.recipe import KINDS, Source
 from colossal_llama.tokenizer.loading import load_tokenizer, tokenizer_fingerprint
 
@@ -163,10 +162,8 @@ def build_mixture(out: str, parts: list[MixPart], buckets: int, seed: int) -> di
                             f"{len(data)} rows; raise the weight")
         tables.append(data)
         rows.append(picked)
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=os.path.basename(out) + ".tmp-", dir=parent)
-    try:
+    # a mixture of other sources or weights in `out` is replaced (the runner asks for it by key)
+    with staged_output(out, overwrite=True, flag="mixture") as tmp:
         sizes = []
         for k in range(buckets):
             pieces = [data.select(np.array_split(picked, buckets)[k]) for data, picked in zip(tables, rows)]
@@ -190,10 +187,6 @@ def build_mixture(out: str, parts: list[MixPart], buckets: int, seed: int) -> di
             if os.path.isdir(os.path.join(part.folder, "tokenizer")):
                 shutil.copytree(os.path.join(part.folder, "tokenizer"), os.path.join(tmp, "tokenizer"))
                 break
-        publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 

@@ -24,13 +24,14 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 
 from colossal_llama.config import ConfigError
 from colossal_llama.data.records import BadRecord, DataError, decode_json_line
+from colossal_llama.outputs import OutputError, staged_output
 from colossal_llama.tokenizer.expand import expand_sentencepiece
 from colossal_llama.tokenizer.expand_bpe import expand_byte_level_bpe, is_byte_level_bpe, not_single_tokens
+from colossal_llama.tokenizer.folder import AGREEMENT_PROBES, check_fast_slow, clean_tokenizer_config
 from colossal_llama.tokenizer.loading import TokenizerError, load_tokenizer
 from colossal_llama.tokenizer.report import compression, corpus_texts, print_report
 
@@ -135,19 +136,33 @@ def pieces_from_corpus(paths: list[str], count: int, source_vocab: set[str]) -> 
     return [p.piece for p in learned if p.piece not in source_vocab][:count]
 
 
+TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "chat_template.jinja",
+                   "tokenizer.json", "tokenizer.model")
+"""The files of an HF tokenizer; a model folder's weights and config stay out of the expanded tokenizer."""
+
+
+def copy_tokenizer_files(source_dir: str, target: str, rewritten: tuple[str, ...]) -> None:
+    """Copy the source's tokenizer files, except those the expansion writes anew."""
+    for name in TOKENIZER_FILES:
+        if name not in rewritten and os.path.isfile(os.path.join(source_dir, name)):
+            shutil.copy2(os.path.join(source_dir, name), os.path.join(target, name))
+
+
 def save_sentencepiece_tokenizer(source_dir: str, model_proto: bytes, target: str) -> None:
     """The source folder's files with the expanded tokenizer.model; slow and fast HF files rebuilt."""
     from transformers import AutoTokenizer
 
     from colossal_llama.tokenizer.train import drop_add_prefix_space
 
-    os.makedirs(target)
-    for name in os.listdir(source_dir):
-        if name not in ("tokenizer.json", "tokenizer.model") and os.path.isfile(os.path.join(source_dir, name)):
-            shutil.copy2(os.path.join(source_dir, name), os.path.join(target, name))
+    os.makedirs(target, exist_ok=True)
+    copy_tokenizer_files(source_dir, target, ("tokenizer.json", "tokenizer.model"))
     with open(os.path.join(target, "tokenizer.model"), "wb") as f:
         f.write(model_proto)
-    had_prefix_flag = "add_prefix_space" in json.load(open(os.path.join(source_dir, "tokenizer_config.json")))
+    # a null add_prefix_space (transformers writes one into every folder it saves) makes the
+    # converter below build a fast tokenizer without the word-boundary "▁" the slow one adds
+    clean_tokenizer_config(target)
+    with open(os.path.join(target, "tokenizer_config.json"), encoding="utf-8") as f:
+        had_prefix_flag = "add_prefix_space" in json.load(f)
     AutoTokenizer.from_pretrained(target, use_fast=False)  # the slow tokenizer loads
     AutoTokenizer.from_pretrained(target).save_pretrained(target)  # the fast one, converted: tokenizer.json
     if not had_prefix_flag:
@@ -156,10 +171,8 @@ def save_sentencepiece_tokenizer(source_dir: str, model_proto: bytes, target: st
 
 def save_byte_level_tokenizer(source_dir: str, tokenizer_json: bytes, target: str) -> None:
     """The source folder's files with the expanded tokenizer.json."""
-    os.makedirs(target)
-    for name in os.listdir(source_dir):
-        if name != "tokenizer.json" and os.path.isfile(os.path.join(source_dir, name)):
-            shutil.copy2(os.path.join(source_dir, name), os.path.join(target, name))
+    os.makedirs(target, exist_ok=True)
+    copy_tokenizer_files(source_dir, target, ("tokenizer.json",))
     with open(os.path.join(target, "tokenizer.json"), "wb") as f:
         f.write(tokenizer_json)
 
@@ -192,6 +205,23 @@ def expand_source(source_dir: str, candidates: list[str], allow_ascii: bool):
                          "byte-level BPE tokenizer.json; cannot expand it")
 
 
+def check_ascii_unchanged(old, new, texts: list[str], limit: int = 5000) -> None:
+    """The expansion's promise: text made only of ASCII tokenizes to the same ids as before.
+
+    Checked on up to `limit` ASCII-only texts (the probes and the report corpus).
+
+    Raises:
+        TokenizerError: a text whose ids changed (a defect of the expansion, never of the input).
+    """
+    texts = [t for t in texts if t.isascii()][:limit]
+    before = old(texts, add_special_tokens=False)["input_ids"]
+    after = new(texts, add_special_tokens=False)["input_ids"]
+    for text, a, b in zip(texts, before, after):
+        if a != b:
+            raise TokenizerError(f"the expansion changed the ids of English text {text[:60]!r}: "
+                                 f"{old.convert_ids_to_tokens(a[:8])} -> {new.convert_ids_to_tokens(b[:8])}")
+
+
 def init_tokenizer(config: ExpansionConfig) -> dict:
     """Expand, save, report; returns the report.
 
@@ -202,30 +232,28 @@ def init_tokenizer(config: ExpansionConfig) -> dict:
     if os.path.exists(config.target_tokenizer_dir) and not config.overwrite:
         raise DataError(f"--target_tokenizer_dir {config.target_tokenizer_dir}: exists (add --overwrite to replace it)")
     old = load_tokenizer(config.source_tokenizer_dir)
+    # a disagreement would be carried into the expansion, whose fast tokenizer is rebuilt from the slow one
+    check_fast_slow(config.source_tokenizer_dir, what="--source_tokenizer_dir")
     candidates = read_piece_files(config.expand_tokens_file) + pieces_of_models(config.expand_from_spm)
     if config.train_from:
         candidates += pieces_from_corpus(config.train_from, config.new_pieces, set(old.get_vocab()))
     kind, expansion = expand_source(config.source_tokenizer_dir, candidates, config.allow_ascii_pieces)
-    parent = os.path.dirname(os.path.abspath(config.target_tokenizer_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=os.path.basename(os.path.abspath(config.target_tokenizer_dir)) + ".tmp-", dir=parent)
-    try:
-        SAVERS[kind](config.source_tokenizer_dir, expansion.model_proto, os.path.join(tmp, "tok"))
-        from transformers import AutoTokenizer
+    from transformers import AutoTokenizer
 
-        new = AutoTokenizer.from_pretrained(os.path.join(tmp, "tok"))
+    with staged_output(config.target_tokenizer_dir, config.overwrite, "--target_tokenizer_dir") as tmp:
+        SAVERS[kind](config.source_tokenizer_dir, expansion.model_proto, tmp)
+        new = AutoTokenizer.from_pretrained(tmp)
+        check_fast_slow(tmp, what="the expanded tokenizer")
+        corpus = list(corpus_texts(config.report_corpus)) if config.report_corpus else []
+        if not config.allow_ascii_pieces:
+            check_ascii_unchanged(old, new, list(AGREEMENT_PROBES) + [text for _, text in corpus])
         report = {"source": config.source_tokenizer_dir, "target": config.target_tokenizer_dir, "kind": kind,
                   "old_vocab_size": len(old), "new_vocab_size": len(new), "candidates": len(candidates),
                   **expansion.report(), "config": asdict(config)}
         if config.report_corpus:
-            report["compression"] = compression(old, new, list(corpus_texts(config.report_corpus)))
-        with open(os.path.join(tmp, "tok", "report.json"), "w", encoding="utf-8") as f:
+            report["compression"] = compression(old, new, corpus)
+        with open(os.path.join(tmp, "report.json"), "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2, ensure_ascii=False)
-        if os.path.exists(config.target_tokenizer_dir):
-            shutil.rmtree(config.target_tokenizer_dir)
-        os.rename(os.path.join(tmp, "tok"), config.target_tokenizer_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return report
 
 
@@ -247,7 +275,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         report = init_tokenizer(ExpansionConfig(**vars(parser().parse_args(argv))))
-    except (ConfigError, DataError, TokenizerError) as exc:
+    except (ConfigError, DataError, TokenizerError, OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print_report(report)

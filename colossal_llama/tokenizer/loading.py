@@ -34,9 +34,14 @@ class TokenizerInfo:
     """Special ids other than `<unk>`: if one shows up inside a document's text,
     the text held special-token markup (it would inject control tokens). `<unk>`
     is left out because a tokenizer without byte fallback emits it for unseen
-    characters in perfectly ordinary text."""
+    characters in perfectly ordinary text (see `unk`)."""
 
     encoder: EncoderSpec
+
+    unk: tuple[int, str] | None = None
+    """(id, text) of `<unk>`, or None. The id alone proves nothing (see
+    `forbidden_tokens`), so a document holding it is bad input only when its
+    text also holds the unk text (which the tokenizer turns into that id)."""
 
     def to_manifest(self) -> dict:
         return {
@@ -49,21 +54,23 @@ class TokenizerInfo:
         }
 
 
-def load_tokenizer(tokenizer_dir: str):
+def load_tokenizer(tokenizer_dir: str, option: str = "--tokenizer_dir"):
     """Load `tokenizer_dir` with `AutoTokenizer` (fast when available).
 
+    Args:
+        option: the flag that named the folder, for the error messages.
     Raises:
         TokenizerError: the folder does not exist or holds no loadable tokenizer.
     """
     if not os.path.isdir(tokenizer_dir):
-        raise TokenizerError(f"--tokenizer_dir {tokenizer_dir}: folder does not exist")
+        raise TokenizerError(f"{option} {tokenizer_dir}: folder does not exist")
     from transformers import AutoTokenizer
 
     try:
         return AutoTokenizer.from_pretrained(tokenizer_dir)
     except Exception as exc:  # HF raises many types here (OSError, ValueError, TypeError)
         raise TokenizerError(
-            f"--tokenizer_dir {tokenizer_dir}: no loadable tokenizer there "
+            f"{option} {tokenizer_dir}: no loadable tokenizer there "
             f"(expected tokenizer.json, or tokenizer.model with tokenizer_config.json): {exc}"
         ) from exc
 
@@ -123,4 +130,5 @@ def describe_tokenizer(tokenizer, tokenizer_dir: str, workdir: str) -> Tokenizer
         eos_id=eos_id,
         forbidden_tokens=tuple((i, tokenizer.convert_ids_to_tokens(i)) for i in sorted(special)),
         encoder=spec,
+        unk=(tokenizer.unk_token_id, tokenizer.unk_token) if tokenizer.unk_token_id is not None else None,
     )

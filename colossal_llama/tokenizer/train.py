@@ -97,7 +97,8 @@ def drop_add_prefix_space(tokenizer_dir: str) -> None:
     path = os.path.join(tokenizer_dir, "tokenizer_config.json")
     with open(path, encoding="utf-8") as f:
         config = json.load(f)
-    if config.pop("add_prefix_space", None) is not None:
+    if "add_prefix_space" in config:  # true, false or null: LLaMA-2's folders have no such key
+        del config["add_prefix_space"]
         with open(path, "w", encoding="utf-8") as f:
             json.dump(config, f, indent=2, ensure_ascii=False)
 

@@ -5,8 +5,10 @@
 The flags keep the names of the old Colossal-LLaMA `train.py`, so existing
 launch scripts work; the parser is generated from the fields, so every field
 is a flag and its --help is the docstring under it. Validation lives in
-`__post_init__`: a value that cannot work, or a flag that does not apply to the
-chosen plugin, is refused with the reason (nothing is silently ignored).
+`__post_init__`: a value that cannot work, or a flag set to a value the chosen
+plugin cannot honour, is refused with the reason (nothing is silently ignored;
+the 3d-only flags at their defaults, which old launch scripts always pass, are
+accepted with every plugin: see `plugins.check_hybrid_flags`).
 Checks that need the machine (CUDA present?) are in `check_machine`; the
 command line is built from the fields in `cli.py`.
 """
@@ -17,6 +19,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from colossal_llama.config import ConfigError, field_help
+from colossal_llama.training.plugins import check_hybrid_flags
 
 CHOICES = {
     "plugin": ("ddp", "gemini", "gemini_auto", "zero2", "zero2_cpu", "3d"),
@@ -31,19 +34,6 @@ CHOICES = {
 # precisions each plugin trains in (Gemini keeps no fp32 mode; ddp in fp32 simply runs without autocast)
 PRECISIONS = {"ddp": ("fp32", "bf16", "fp16"), "gemini": ("bf16", "fp16"), "gemini_auto": ("bf16", "fp16"),
               "zero2": ("fp32", "bf16", "fp16"), "zero2_cpu": ("fp32", "bf16", "fp16"), "3d": ("fp32", "bf16", "fp16")}
-
-# flags that only the hybrid-parallel plugin reads: flag -> what to use instead elsewhere
-HYBRID_ONLY = {
-    "tp": "tensor parallelism exists in --plugin 3d only",
-    "pp": "pipeline parallelism exists in --plugin 3d only",
-    "sp": "sequence parallelism exists in --plugin 3d only",
-    "zero_stage": "zero2/zero2_cpu are ZeRO stage 2 already; gemini shards everything",
-    "sp_mode": "sequence parallelism exists in --plugin 3d only",
-    "enable_sequence_parallelism": "sequence parallelism exists in --plugin 3d only",
-    "zero_cpu_offload": "use --plugin zero2_cpu for ZeRO-2 with CPU offload, or gemini_auto",
-    "microbatch_size": "micro-batches are pipeline-parallel micro-batches; use --accumulation_steps",
-}
-
 
 @dataclass
 class TrainConfig:
@@ -162,7 +152,8 @@ class TrainConfig:
     """Sequence-parallel size (--plugin 3d, with ring or all_to_all)."""
 
     zero_stage: int = 0
-    """ZeRO stage of the data-parallel part of --plugin 3d."""
+    """ZeRO stage of the data-parallel part of --plugin 3d (1 or 2: bf16/fp16 only). Other plugins accept
+    0 and the old default 1, and zero2/zero2_cpu also 2."""
 
     sp_mode: str = "split_gather"
     """Sequence-parallel mode (--plugin 3d with --enable_sequence_parallelism)."""
@@ -228,12 +219,9 @@ class TrainConfig:
         self._check_applies()
 
     def _check_applies(self) -> None:
-        """Refuse a flag that would have no effect here, with the reason."""
+        """Refuse a flag that would have no effect here (a 3d-only flag at its default is fine), with the reason."""
         defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-        if self.plugin != "3d":
-            for name, reason in HYBRID_ONLY.items():
-                if getattr(self, name) != defaults[name]:
-                    raise ConfigError(f"--{name} does not apply to --plugin {self.plugin}: {reason}")
+        check_hybrid_flags(self.plugin, self.to_dict(), defaults)
         if self.mixed_precision not in PRECISIONS[self.plugin]:
             raise ConfigError(f"--mixed_precision {self.mixed_precision} is not available with --plugin {self.plugin} "
                               f"(it trains in {', '.join(PRECISIONS[self.plugin])})")
@@ -254,8 +242,8 @@ class TrainConfig:
         if self.lora_rank and (self.freeze_non_embeds_params or self.train_new_rows_only):
             raise ConfigError("--lora_rank trains adapters only; it cannot be combined with "
                               "--freeze_non_embeds_params or --train_new_rows_only")
-        if self.zero_cpu_offload and self.zero_stage == 0:
-            raise ConfigError("--zero_cpu_offload needs --zero_stage 1 or 2 (it offloads ZeRO's optimizer states)")
+        if self.plugin == "3d":
+            self._check_hybrid()
         if self.pp > 1 and self.accumulation_steps > 1:
             raise ConfigError("--accumulation_steps > 1 with --pp > 1: the pipeline already accumulates its "
                               "micro-batches; raise --batch_size (a multiple of --microbatch_size) instead")
@@ -270,6 +258,14 @@ class TrainConfig:
             raise ConfigError("--sp_mode needs --enable_sequence_parallelism")
         if self.use_flash_attn and self.mixed_precision == "fp32":
             raise ConfigError("--use_flash_attn runs in fp16/bf16 only; choose --mixed_precision bf16")
+
+    def _check_hybrid(self) -> None:
+        """What --plugin 3d cannot run (ColossalAI would assert deep inside boost())."""
+        if self.zero_cpu_offload and self.zero_stage == 0:
+            raise ConfigError("--zero_cpu_offload needs --zero_stage 1 or 2 (it offloads ZeRO's optimizer states)")
+        if self.zero_stage > 0 and self.mixed_precision == "fp32":
+            raise ConfigError(f"--zero_stage {self.zero_stage}: ColossalAI's ZeRO optimizer trains in fp16/bf16 "
+                              "only; choose --mixed_precision bf16, or --zero_stage 0 for fp32")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -16,6 +16,7 @@ import os
 import shutil
 
 from colossal_llama.model.training_model import merged_for_export
+from colossal_llama.tokenizer.folder import save_tokenizer
 from colossal_llama.training.resume import barrier as _barrier
 
 
@@ -62,16 +63,4 @@ def export_model(run, folder: str) -> str:
 
 
 def _write_tokenizer(run, folder: str) -> None:
-    tokenizer = run.tokenizer
-    template = data_chat_template(run.config.dataset)
-    if template:
-        tokenizer.chat_template = template
-    tokenizer.save_pretrained(folder)
-    # transformers 4.51 writes the template to chat_template.jinja only; older loaders read tokenizer_config.json
-    path = os.path.join(folder, "tokenizer_config.json")
-    with open(path, encoding="utf-8") as f:
-        config = json.load(f)
-    if tokenizer.chat_template:
-        config["chat_template"] = tokenizer.chat_template
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(config, f, indent=2, ensure_ascii=False)
+    save_tokenizer(run.tokenizer, folder, chat_template=data_chat_template(run.config.dataset))

@@ -18,6 +18,7 @@ import torch
 
 from colossal_llama.config import ConfigError
 from colossal_llama.data.loader import BucketSampler, PackedCollator
+from colossal_llama.data.segments import categories_in
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Feed:
     global_batch: int
     steps_per_epoch: int
     categories: list[str]
+    """Categories of the data's segments (rows packed across categories hold several)."""
 
     @property
     def epoch_rows(self) -> int:
@@ -75,9 +77,7 @@ def make_feed(data, bucket_sizes: list[int], config, pad_token_id: int, dp_rank:
     loader = torch.utils.data.DataLoader(data, batch_size=config.batch_size, sampler=sampler, collate_fn=collator,
                                          drop_last=drop_last, num_workers=0,
                                          generator=torch.Generator().manual_seed(0))
-    categories = sorted(set(data["category"])) if hasattr(data, "column_names") else sorted(
-        {r["category"] for r in data})
-    return Feed(loader, sampler, rows, global_batch, rows // global_batch, categories)
+    return Feed(loader, sampler, rows, global_batch, rows // global_batch, categories_in(data))
 
 
 def resolve_max_length(config, paths: list[str], max_positions: int) -> int:

@@ -2,16 +2,60 @@
 
 On a machine without CUDA only `ddp` works: Gemini, ZeRO (LowLevelZero) and
 hybrid parallel assert CUDA when they are built, so they are refused before
-that, with a message that names the plugin and what it needs.
+that, with a message that names the plugin and what it needs. Also here:
+which values of the 3d-only flags each plugin accepts (`check_hybrid_flags`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from colossal_llama.config import ConfigError
+
 
 class PluginError(ValueError):
     """A plugin that cannot run here, or a setting it does not take."""
+
+
+# flags that only the hybrid-parallel plugin (3d) reads: flag -> why another plugin cannot honour a value
+HYBRID_ONLY = {
+    "tp": "tensor parallelism exists in --plugin 3d only",
+    "pp": "pipeline parallelism exists in --plugin 3d only",
+    "sp": "sequence parallelism exists in --plugin 3d only",
+    "zero_stage": "ddp runs no ZeRO, zero2/zero2_cpu are ZeRO stage 2, gemini shards everything",
+    "sp_mode": "sequence parallelism exists in --plugin 3d only",
+    "enable_sequence_parallelism": "sequence parallelism exists in --plugin 3d only",
+    "zero_cpu_offload": "use --plugin zero2_cpu for ZeRO-2 with CPU offload, or gemini_auto",
+    "microbatch_size": "micro-batches are pipeline-parallel micro-batches; use --accumulation_steps",
+}
+
+# Old Colossal-LLaMA launch scripts pass the 3d flags at the old train.py's defaults whatever the
+# plugin (`--tp 1 --pp 1 --sp 1 --zero_stage 1 --sp_mode split_gather --microbatch_size 1`). Ours are
+# the same but for --zero_stage: 0 here, as ColossalAI's ZeRO optimizer refuses fp32 and only adds
+# overhead at data-parallel size 1. Both defaults ask nothing of another plugin, so both are accepted.
+OLD_DEFAULTS = {"zero_stage": 1}
+
+# values of 3d-only flags that another plugin runs anyway, so they are accepted with it too
+HONOURED = {
+    "zero2": {"zero_stage": (2,)},
+    "zero2_cpu": {"zero_stage": (2,), "zero_cpu_offload": (True,)},
+}
+
+
+def check_hybrid_flags(plugin: str, settings: dict, defaults: dict) -> None:
+    """Refuse a 3d-only flag set to a value `plugin` cannot honour (a default, old or new, is accepted).
+
+    Args:
+        settings, defaults: flag name -> value given / TrainConfig's default.
+    Raises:
+        ConfigError: naming the flag and why the plugin cannot honour it.
+    """
+    if plugin == "3d":
+        return
+    for name, reason in HYBRID_ONLY.items():
+        accepted = {defaults[name], OLD_DEFAULTS.get(name, defaults[name]), *HONOURED.get(plugin, {}).get(name, ())}
+        if settings[name] not in accepted:
+            raise ConfigError(f"--{name} does not apply to --plugin {plugin}: {reason}")
 
 
 @dataclass

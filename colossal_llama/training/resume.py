@@ -33,6 +33,7 @@ import torch
 import torch.distributed as dist
 
 from colossal_llama.config import ConfigError
+from colossal_llama.tokenizer.folder import save_tokenizer
 from colossal_llama.training.checkpoint import atomic_checkpoint, latest_checkpoint, prune_checkpoints
 
 
@@ -89,7 +90,7 @@ def save_checkpoint(run) -> str:
                     "lora_rank": cfg.lora_rank}
             _write_json(os.path.join(folder, "state.json"), info)
             _write_json(os.path.join(folder, "train_config.json"), cfg.to_dict())
-            run.tokenizer.save_pretrained(os.path.join(folder, "tokenizer"))
+            save_tokenizer(run.tokenizer, os.path.join(folder, "tokenizer"))
         barrier()
         if run.is_main:
             _write_json(os.path.join(folder, "files.json"), list_files(folder))

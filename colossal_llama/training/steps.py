@@ -40,13 +40,20 @@ class StepResult:
     category_loss: dict = field(default_factory=dict)
 
 
-def row_loss_sums(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Summed next-token cross entropy of each row (float32), shape (B,)."""
+def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross entropy at every position (float32, 0 where not trained), shape (B, L - 1).
+
+    Column j is the loss of predicting the token at position j + 1.
+    """
     logits = logits[:, :-1].float()
     target = labels[:, 1:]
-    losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE_INDEX,
-                                               reduction="none")
-    return losses.sum(dim=1)
+    return torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE_INDEX,
+                                             reduction="none")
+
+
+def row_loss_sums(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Summed next-token cross entropy of each row (float32), shape (B,)."""
+    return token_losses(logits, labels).sum(dim=1)
 
 
 def model_inputs(batch: dict, device) -> dict:
@@ -54,21 +61,37 @@ def model_inputs(batch: dict, device) -> dict:
 
 
 class CategoryTotals:
-    """Loss sums and label-token counts per category, summed over ranks on demand."""
+    """Loss sums and label-token counts per category, summed over ranks on demand.
+
+    Counted per segment: a label token belongs to the category of the segment
+    (document or conversation) that holds it, so a row packed across
+    categories adds to each of its categories.
+    """
 
     def __init__(self, categories: list[str]):
         self.index = {c: i for i, c in enumerate(categories)}
         self.sums = torch.zeros(len(categories), dtype=torch.float64)
         self.counts = torch.zeros(len(categories), dtype=torch.float64)
 
-    def add(self, batch: dict, row_sums: torch.Tensor) -> None:
-        if "category" not in batch:
+    def token_categories(self, segments: list[list[tuple[str, int]]], shape) -> torch.Tensor:
+        """Category index of every loss column (B, L - 1); -1 on padding."""
+        index = torch.full(shape, -1, dtype=torch.long)
+        for b, row in enumerate(segments):
+            start = 0
+            for category, n in row:  # positions start .. start+n-1 are predicted in columns start-1 .. start+n-2
+                index[b, max(start - 1, 0) : start + n - 1] = self.index[category]
+                start += n
+        return index
+
+    def add(self, batch: dict, losses: torch.Tensor) -> None:
+        """Add a micro-batch's `token_losses` (B, L - 1)."""
+        if "segments" not in batch:
             return
-        counts = (batch["labels"][:, 1:] != IGNORE_INDEX).sum(dim=1)
-        for category, total, n in zip(batch["category"], row_sums.detach().double().cpu(), counts.tolist()):
-            i = self.index[category]
-            self.sums[i] += total
-            self.counts[i] += n
+        trained = batch["labels"][:, 1:] != IGNORE_INDEX
+        index = self.token_categories(batch["segments"], trained.shape)
+        keep = trained & (index >= 0)
+        self.sums.index_add_(0, index[keep], losses.detach().double().cpu()[keep])
+        self.counts.index_add_(0, index[keep], torch.ones(int(keep.sum()), dtype=torch.float64))
 
     def reduce(self, device, group) -> dict:
         both = torch.stack([self.sums, self.counts]).to(device)
@@ -114,9 +137,10 @@ def accumulate_step(run, micro_batches: list[dict]) -> StepResult:
         with sync:
             with run.autocast():
                 logits = run.model(**model_inputs(batch, run.device)).logits
-            sums = row_loss_sums(logits, batch["labels"].to(run.device))
+            losses = token_losses(logits, batch["labels"].to(run.device))
+            sums = losses.sum(dim=1)
             run.booster.backward(sums.sum() * scale, run.optimizer)
-        totals.add(batch, sums)
+        totals.add(batch, losses)
         local_sum += float(sums.detach().sum())
         inputs += int(batch["lengths"].sum())
     norm = _optimizer_step(run)
@@ -171,9 +195,9 @@ def evaluate(run) -> tuple[float, dict]:
         else:
             with run.autocast():
                 logits = run.model(**model_inputs(batch, run.device)).logits
-            sums = row_loss_sums(logits, batch["labels"].to(run.device))
-            totals.add(batch, sums)
-            local[0] += float(sums.sum())
+            losses = token_losses(logits, batch["labels"].to(run.device))
+            totals.add(batch, losses)
+            local[0] += float(losses.sum(dim=1).sum())
         local[1] += float((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
     run.model.train()
     total, count = _sum_over(local, run.device, run.dp_group if run.config.pp == 1 else None)

@@ -1,0 +1,120 @@
+"""Writing tokenizer folders whose fast and slow tokenizers agree, and checking that they do.
+
+Every tokenizer folder the project writes (prepared SFT data, expansions,
+checkpoints, exports, the stage runner's start models) goes through
+`save_tokenizer`, which
+
+- writes the tokenizer with `save_pretrained`;
+- drops `"add_prefix_space": null` from `tokenizer_config.json`. transformers
+  4.51 writes that key for LLaMA tokenizers; when the fast tokenizer is later
+  rebuilt from `tokenizer.model` (a vocabulary expansion does that), the
+  converter reads the null as "no prefix space" and the fast tokenizer stops
+  putting "▁" before the first word (`What is` -> `W h at ▁is`), while the slow
+  tokenizer keeps it. LLaMA-2's own folders have no such key;
+- copies the chat template into `tokenizer_config.json` (transformers 4.51
+  keeps it in `chat_template.jinja` only; older readers look in the config);
+- loads the folder back, fast and slow, and checks that both give the same ids
+  on `AGREEMENT_PROBES` (plus any texts given).
+
+A folder with only a fast tokenizer (byte-level BPE, no `tokenizer.model`) has
+no slow tokenizer to disagree with; it is checked for loading only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from colossal_llama.tokenizer.loading import TokenizerError
+
+AGREEMENT_PROBES = (
+    "What is the capital of the Calvessa Islands?",
+    "The quick brown fox jumps over the lazy dog.",
+    " leading space, then  two spaces and a tab\tbefore the end",
+    "Line one\nLine two\n\nafter a blank line",
+    "Numbers 1234567 and 3.14159, dates 2026-12-01.",
+    "人工智能是计算机科学的一个分支。",
+    "卡尔维萨群岛位于塞林海，共有六个岛。",
+    "Mixed 中文 and English, 第2章 ok.",
+    "emoji 🙂 and accents: café, naïve, Zürich",
+    "x",
+)
+
+
+def clean_tokenizer_config(folder: str, chat_template: str | None = None) -> None:
+    """Drop a null `add_prefix_space`; write `chat_template` into tokenizer_config.json when given."""
+    path = os.path.join(folder, "tokenizer_config.json")
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+    changed = False
+    if "add_prefix_space" in config and config["add_prefix_space"] is None:
+        del config["add_prefix_space"]
+        changed = True
+    if chat_template and config.get("chat_template") != chat_template:
+        config["chat_template"] = chat_template
+        changed = True
+    if changed:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=2, ensure_ascii=False)
+
+
+def has_slow_tokenizer(folder: str) -> bool:
+    """Does the folder hold a SentencePiece model the slow tokenizer is built from?"""
+    return os.path.isfile(os.path.join(folder, "tokenizer.model"))
+
+
+def fast_slow_mismatch(folder: str, texts=(), fast=None, slow=None) -> str | None:
+    """The first text on which the folder's fast and slow tokenizers give different ids, described; else None.
+
+    Args:
+        texts: checked after `AGREEMENT_PROBES`.
+        fast, slow: already loaded tokenizers of the folder (loaded here when None).
+    """
+    if slow is None and not has_slow_tokenizer(folder):
+        return None
+    from transformers import AutoTokenizer
+
+    fast = fast if fast is not None else AutoTokenizer.from_pretrained(folder, use_fast=True)
+    slow = slow if slow is not None else AutoTokenizer.from_pretrained(folder, use_fast=False)
+    if not fast.is_fast or slow.is_fast:
+        return None
+    texts = list(AGREEMENT_PROBES) + [t for t in texts if t]
+    fast_ids = fast(texts, add_special_tokens=False)["input_ids"]
+    slow_ids = slow(texts, add_special_tokens=False)["input_ids"]
+    for text, a, b in zip(texts, fast_ids, slow_ids):
+        if a != b:
+            return (f"{text[:60]!r}: fast {fast.convert_ids_to_tokens(a[:8])} vs slow "
+                    f"{slow.convert_ids_to_tokens(b[:8])}")
+    return None
+
+
+def check_fast_slow(folder: str, texts=(), what: str = "tokenizer") -> None:
+    """Raise TokenizerError when the folder's fast and slow tokenizers disagree.
+
+    Raises:
+        TokenizerError: naming the folder, the text and both tokenizations.
+    """
+    mismatch = fast_slow_mismatch(folder, texts)
+    if mismatch:
+        hint = ""
+        config = os.path.join(folder, "tokenizer_config.json")
+        if os.path.isfile(config):
+            with open(config, encoding="utf-8") as f:
+                if "add_prefix_space" in json.load(f):
+                    hint = " (its tokenizer_config.json sets add_prefix_space: remove the key and tokenizer.json)"
+        raise TokenizerError(f"{what} {folder}: the fast and slow tokenizers give different ids on {mismatch}{hint}")
+
+
+def save_tokenizer(tokenizer, folder: str, chat_template: str | None = None, texts=()) -> None:
+    """`tokenizer.save_pretrained(folder)` with a clean config, checked for fast/slow agreement.
+
+    Raises:
+        TokenizerError: the written folder's fast and slow tokenizers disagree.
+    """
+    if chat_template:
+        tokenizer.chat_template = chat_template
+    tokenizer.save_pretrained(folder)
+    clean_tokenizer_config(folder, tokenizer.chat_template)
+    check_fast_slow(folder, texts, what="written tokenizer")

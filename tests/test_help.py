@@ -1,0 +1,125 @@
+"""`--help` of every shipped command exits 0 and prints a usage line.
+
+The commands are found, not listed by hand, so a new one cannot be missed:
+every file outside tests/ with a `__main__` guard (top-level scripts,
+applications/, benchmarks/ and `python -m colossal_llama...` modules) and
+every console script in setup.py. Scripts run in a subprocess, as a user
+runs them; package modules run in-process through `runpy` (what `python -m`
+does, without paying for a fresh interpreter and torch import each time);
+console scripts run from the venv's bin when installed, else their entry
+function is called in-process with the same argv.
+"""
+
+import ast
+import importlib
+import os
+import re
+import runpy
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO
+
+SKIP_DIRS = {"tests", ".venv", ".git", "runs", "build"}
+MAIN_GUARD = re.compile(r"^if __name__ == [\"']__main__[\"']:", re.M)
+
+
+def _python_files():
+    for root, dirs, files in os.walk(REPO):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith(".") and "egg-info" not in d)
+        for name in sorted(files):
+            if name.endswith(".py"):
+                yield os.path.relpath(os.path.join(root, name), REPO)
+
+
+def shipped_commands() -> tuple[list[str], list[str]]:
+    """(scripts run by path, modules run with -m): files with a main guard, and package `__main__.py`s."""
+    scripts, modules = [], []
+    for path in _python_files():
+        with open(os.path.join(REPO, path), encoding="utf-8") as f:
+            source = f.read()
+        if path.startswith("colossal_llama" + os.sep):
+            module = path[:-3].replace(os.sep, ".")
+            if path.endswith("__main__.py"):
+                modules.append(module.rsplit(".", 1)[0])
+            elif MAIN_GUARD.search(source):
+                modules.append(module)
+        elif MAIN_GUARD.search(source):
+            scripts.append(path)
+    return scripts, modules
+
+
+def console_scripts() -> dict[str, str]:
+    """name -> "module:function" of every console script in setup.py."""
+    with open(os.path.join(REPO, "setup.py"), encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values):
+                if isinstance(key, ast.Constant) and key.value == "console_scripts":
+                    return dict(entry.split("=", 1) for entry in ast.literal_eval(value))
+    raise AssertionError("setup.py declares no console_scripts")
+
+
+SCRIPTS, MODULES = shipped_commands()
+
+
+def test_every_command_of_the_brief_is_found():
+    """Discovery itself works (a broken walk would make the tests below vacuous)."""
+    for script in ["train.py", "prepare_pretrain_dataset.py", "prepare_sft_dataset.py",
+                   "applications/inference/generate.py", "applications/inference/chat.py",
+                   "applications/quickstart/demo.py", "benchmarks/prepare_pretrain.py", "benchmarks/prepare_sft.py",
+                   "benchmarks/init_embeddings.py", "benchmarks/train_throughput.py"]:
+        assert script.replace("/", os.sep) in SCRIPTS, script
+    for module in ["colossal_llama.stages", "colossal_llama.stages.report", "colossal_llama.model.init_model",
+                   "colossal_llama.tokenizer.init_tokenizer"]:
+        assert module in MODULES, module
+    assert len(console_scripts()) >= 6
+
+
+# what a script's help must mention besides "usage:" (a spot check that the right parser answered)
+EXPECTED = {
+    "prepare_pretrain_dataset.py": ["--num_spliced_dataset_bins", "--on_error {raise,skip}"],
+    "prepare_sft_dataset.py": ["--llama_version", "--template"],
+    "train.py": ["--warmup_steps", "(default: 2.5%", "--zero_stage"],  # a literal % in help renders
+}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_help(script):
+    done = subprocess.run([sys.executable, script, "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage:")
+    for text in EXPECTED.get(script, []):
+        assert text in done.stdout, text
+
+
+def _help_in_process(run, argv0: str, monkeypatch, capsys) -> str:
+    """Run `run()` with argv [argv0, --help]; it must exit 0. Returns what it printed."""
+    monkeypatch.setattr(sys, "argv", [argv0, "--help"])
+    with pytest.raises(SystemExit) as exited:
+        run()
+    assert exited.value.code in (0, None)
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_help(module, monkeypatch, capsys):
+    out = _help_in_process(lambda: runpy.run_module(module, run_name="__main__", alter_sys=True), module,
+                           monkeypatch, capsys)
+    assert out.startswith("usage:")
+
+
+@pytest.mark.parametrize("name", sorted(console_scripts()))
+def test_console_script_help(name, monkeypatch, capsys):
+    module, function = console_scripts()[name].split(":")
+    installed = os.path.join(os.path.dirname(sys.executable), name)
+    if os.path.exists(installed):
+        done = subprocess.run([installed, "--help"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        out = done.stdout
+    else:
+        out = _help_in_process(getattr(importlib.import_module(module), function), name, monkeypatch, capsys)
+    assert out.startswith("usage:")

@@ -90,19 +90,6 @@ def test_readme_sft_command_runs(sp_tokenizer_dir, tmp_path):
     assert manifest["kind"] == "sft" and manifest["chat_template"]["round_trip"] is True
 
 
-def test_readme_prepare_command_runs(sp_tokenizer_dir, tmp_path):
-    """The README's example, run for real through the shim (tokenizer and output moved to tmp)."""
-    argv = readme_commands("prepare_pretrain_dataset.py")[0]
-    argv[argv.index("--tokenizer_dir") + 1] = sp_tokenizer_dir
-    argv[argv.index("--data_output_dirs") + 1] = str(tmp_path / "out")
-    done = subprocess.run([sys.executable, "prepare_pretrain_dataset.py", *argv], cwd=REPO, capture_output=True,
-                          text=True)
-    assert done.returncode == 0, done.stderr
-    assert re.search(r"^total +362 +0 ", done.stdout, re.M)
-    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["totals"]["parts"] == 4 and manifest["max_length"] == 512
-
-
 def test_shim_reports_bad_input(tmp_path):
     done = subprocess.run([sys.executable, "prepare_pretrain_dataset.py", "--data_input_dirs", str(tmp_path / "x"),
                            "--tokenizer_dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
@@ -190,20 +177,6 @@ def test_sample_corpus_shape():
     assert re.search(r"[\u4e00-\u9fff]", text) and re.search(r"[A-Za-z]{4}", text)  # Chinese and English
 
 
-def test_readme_expand_command_runs(sp_tokenizer_dir, tmp_path):
-    line = re.search(r"^ +(python -m colossal_llama.tokenizer.init_tokenizer .*)$", README, re.M).group(1)
-    argv = shlex.split(line)[3:]
-    argv[argv.index("--source_tokenizer_dir") + 1] = sp_tokenizer_dir
-    argv[argv.index("--target_tokenizer_dir") + 1] = str(tmp_path / "out")
-    done = subprocess.run([sys.executable, "-m", "colossal_llama.tokenizer.init_tokenizer", *argv], cwd=REPO,
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
-    assert report["added"] > 20 and report["unreachable"] == 0 and report["skipped"].get("duplicate", 0) == 0
-    assert f"vocabulary 1,000 -> {1000 + report['added']:,}" in done.stdout
-    assert report["compression"]["encyclopedia_zh"]["new_over_old"] < 1.0
-
-
 def test_readme_init_model_command_parses():
     from colossal_llama.model.init_model import parser as init_parser
 
@@ -226,4 +199,5 @@ def test_benchmarks_run_on_bundled_data(sp_tokenizer_dir):
     done = subprocess.run([sys.executable, "benchmarks/prepare_sft.py", "--input_dir", SAMPLE_SFT,
                            "--llama_version", "2", *common], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "conversations     kept 160" in done.stdout and "fill --no-pack" in done.stdout
+    assert "conversations     kept 160" in done.stdout and "fill no-pack (--no-pack)" in done.stdout
+    assert "fill within (--pack_within_category)" in done.stdout

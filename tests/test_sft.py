@@ -377,6 +377,54 @@ def test_hf_template_problems(llama3_tokenizer_dir, chat_tokenizer_dir, tmp_path
         run(str(tmp_path / "footer"), [conv("a", "b"), conv("c", "d")], tmp_path / "out2", 3, template="hf")
 
 
+@pytest.fixture(scope="module")
+def sp_chat_tokenizer_dir(sp_tokenizer_dir, tmp_path_factory):
+    """The LLaMA-2 style tokenizer with a chat_template of its own (the default template, as Jinja)."""
+    from colossal_llama.data.templates import default_template
+
+    tok = AutoTokenizer.from_pretrained(sp_tokenizer_dir)
+    tok.chat_template = default_template(2).chat_template()
+    out = str(tmp_path_factory.mktemp("sp_chat_tokenizer"))
+    tok.save_pretrained(out)
+    return out
+
+
+HF_SPECIAL_TEXT = {"sp": ("</s>", "<unk>", "<s>"), "llama3": ("<|eot_id|>", "<|start_header_id|>", "<|end_of_text|>")}
+NOT_SPECIAL = ("<s", "</ s>", "</S>", "< unk >", "<|eot_id|", "<|eot_id |>", "a <b> c")
+"""Text that looks like markup but is no special token of either test tokenizer."""
+
+
+@pytest.mark.parametrize("name", sorted(HF_SPECIAL_TEXT))
+def test_hf_template_rejects_special_token_text(name, sp_chat_tokenizer_dir, chat_tokenizer_dir, tmp_path):
+    """--template hf: the template writes special tokens itself, so the message contents are checked."""
+    import re
+
+    tok_dir = {"sp": sp_chat_tokenizer_dir, "llama3": chat_tokenizer_dir}[name]
+    first, second, third = HF_SPECIAL_TEXT[name]
+    ordinary = [conv(f"q {t}", f"{t} answer") for t in NOT_SPECIAL]
+    bad = [conv(f"before {first} after", "fine"), conv("fine", f"reply{second}"), conv("a", "b", third, "d")]
+    path = write_jsonl(str(tmp_path / "in" / "c.jsonl"), ordinary + bad)
+    manifest = run(tok_dir, str(tmp_path / "in"), tmp_path / "out", None, template="hf", max_length=4096,
+                   on_error="skip")
+    rejected = [json.loads(x) for x in (tmp_path / "out" / "rejected.jsonl").read_text().splitlines()]
+    lines = [len(ordinary) + i for i in (1, 2, 3)]
+    assert [(r["line"], r["reason"]) for r in rejected] == [(line, "special_token_text") for line in lines]
+    for r, (i, token) in zip(rejected, [(1, first), (2, second), (3, third)]):
+        assert r["message"].startswith(f"message {i}: content holds the special token {token!r}; remove it")
+    assert manifest["totals"]["rejected_by_reason"] == {"special_token_text": 3}
+    assert manifest["totals"]["records"] == len(ordinary)
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    expected = collections.Counter()
+    for c in ordinary:
+        ids, labels = reference_hf(tok, c["messages"], 4096)
+        expected[tuple(ids), tuple(labels), "default"] += 1
+    assert collections.Counter(output_segments(str(tmp_path / "out"))) == expected
+    with pytest.raises(DataError, match="^" + re.escape(f"{path}:{len(ordinary) + 1}: message 1: content holds "
+                                                        f"the special token {first!r}")):
+        run(tok_dir, str(tmp_path / "in"), tmp_path / "out2", None, template="hf", max_length=4096)
+    assert not (tmp_path / "out2").exists()
+
+
 def test_bundled_conversations_match_reference(any_tokenizer_dir, sp_tokenizer_dir, tmp_path):
     from helpers import SAMPLE_SFT, read_jsonl
 

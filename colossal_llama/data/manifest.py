@@ -142,6 +142,10 @@ def build_manifest(config, tokenizer_info, inputs: list[dict], results: list[Chu
     }
 
 
+DROPPED_TOKENS = {"pretrain": "all-masked chunks of over-long documents"}
+"""What the footer's dropped tokens are, per kind of data (SFT drops whole conversations, counted apart)."""
+
+
 def summary_table(manifest: dict) -> str:
     """Per category: records, tokens, label tokens, rows, fill; then totals."""
     head = f"{'category':<24}{'records':>10}{'rejected':>10}{'tokens':>13}{'label tok':>13}{'rows':>8}{'fill':>9}"
@@ -156,10 +160,12 @@ def summary_table(manifest: dict) -> str:
     t = manifest["totals"]
     lines.append("-" * len(head))
     lines.append(line("total", {**t, "tokens": t["tokens_out"]}, t["rejected"]))
-    lines.append(
-        f"tokens in {t['tokens_in']:,} = out {t['tokens_out']:,} + dropped {t['tokens_dropped']:,} "
-        f"(all-masked chunks of over-long documents); {t['parts']} bucket(s) of {manifest['num_bins']} requested"
-    )
+    why = DROPPED_TOKENS.get(manifest.get("kind"), "")
+    lines.append(f"tokens in {t['tokens_in']:,} = out {t['tokens_out']:,} + dropped {t['tokens_dropped']:,}"
+                 f"{f' ({why})' if why else ''}; {t['parts']} bucket(s) of {manifest['num_bins']} requested")
+    if manifest.get("kind") == "sft":
+        lines.append(f"conversations dropped (first turn over max_length): {t['dropped_records'].get('too_long', 0):,}; "
+                     f"turns kept {t.get('turns_kept', 0):,}, turns cut off {t.get('turns_truncated', 0):,}")
     if sum(e["rows"] for e in manifest["categories"].values()) > t["rows"]:
         lines.append("rows hold several categories: a category's rows and fill are those of the rows holding it")
     return "\n".join(lines)

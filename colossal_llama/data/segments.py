@@ -7,12 +7,13 @@ SFT rows packed across categories (the default) carry a column
     segment_categories  ["dialogue_zh", "seed_tasks_en"]
     category            "<mixed>"        (the one category when all segments share it)
 
-Pretraining rows, and SFT rows made with `--pack_within_category` or
-`--no-pack`, hold one category and have no such column; a dataset that
-concatenates both kinds (a stage mixture, several `--dataset` parts) holds
-None there for the former, as `datasets.concatenate_datasets` fills a missing
-column with nulls. `segment_categories_of` reads either kind, so per-category
-statistics and loss always count per segment.
+Pretraining rows, and SFT rows made with `--pack_within_category`, with
+`--no-pack` or from data of a single category, hold one category and have no
+such column; a dataset that concatenates both kinds (a stage mixture, several
+`--dataset` parts) holds None there for the former, as
+`datasets.concatenate_datasets` fills a missing column with nulls.
+`segment_categories_of` reads either kind, so per-category statistics and
+loss always count per segment.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ reproduces the training ids.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 from colossal_llama.config import ConfigError, SftDataConfig, parse_sft_data_args

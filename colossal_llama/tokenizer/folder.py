@@ -11,8 +11,9 @@ checkpoints, exports, the stage runner's start models) goes through
   converter reads the null as "no prefix space" and the fast tokenizer stops
   putting "▁" before the first word (`What is` -> `W h at ▁is`), while the slow
   tokenizer keeps it. LLaMA-2's own folders have no such key;
-- copies the chat template into `tokenizer_config.json` (transformers 4.51
-  keeps it in `chat_template.jinja` only; older readers look in the config);
+- makes sure the chat template is in `tokenizer_config.json`, where every
+  transformers version reads it (newer ones can write `chat_template.jinja`
+  instead);
 - loads the folder back, fast and slow, and checks that both give the same ids
   on `AGREEMENT_PROBES` (plus any texts given).
 

@@ -29,6 +29,8 @@ setup(
         "tensorboard",
         "matplotlib>=3.8",
         "tqdm",
+        "safetensors",
+        "xxhash",  # checkpoint content hashes (files.json)
     ],
     extras_require={"test": ["pytest>=8"]},
     entry_points={

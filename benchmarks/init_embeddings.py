@@ -44,7 +44,8 @@ def expanded_tokenizers(work: str):
     new_dir = os.path.join(work, "llama2-zh")
     init_tokenizer(ExpansionConfig(source_tokenizer_dir=old_dir, target_tokenizer_dir=new_dir,
                                    expand_from_spm=[os.path.join(REALDATA, "tokenizers", "chinese_sp.model")]))
-    return old_dir, new_dir, AutoTokenizer.from_pretrained(old_dir), AutoTokenizer.from_pretrained(new_dir)
+    return (old_dir, new_dir, AutoTokenizer.from_pretrained(old_dir, trust_remote_code=False),
+            AutoTokenizer.from_pretrained(new_dir, trust_remote_code=False))
 
 
 def core(old, new) -> None:
@@ -82,7 +83,7 @@ def end_to_end(work: str, old_dir: str, new_dir: str) -> None:
                          num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=False)
     source = os.path.join(work, "model")
     LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(source, safe_serialization=True)
-    AutoTokenizer.from_pretrained(old_dir).save_pretrained(source)
+    AutoTokenizer.from_pretrained(old_dir, trust_remote_code=False).save_pretrained(source)
     report = init_model(source, new_dir, os.path.join(work, "model-zh"))
     print(f"end to end (bfloat16, untied head, {report['rows_initialised']:,} new rows): {report['seconds']:.2f} s, "
           f"peak RSS {peak_rss_mib():,.0f} MiB")

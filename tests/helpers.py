@@ -7,10 +7,13 @@ pipeline must give exactly its ids and labels.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import gzip
 import json
 import os
+import subprocess
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_PRETRAIN = os.path.join(REPO, "applications", "quickstart", "data", "pretrain")
@@ -216,3 +219,22 @@ def run_train(model_dir: str, parts: list[str], out: str, *extra: str) -> tuple[
 
     code = main(train_args(model_dir, parts, out, *extra))
     return code, read_metrics(os.path.join(out, "tb"))
+
+
+@contextlib.contextmanager
+def small_file_system(path, options: str):
+    """A tmpfs mounted at `path` (created) with mount `options` (`size=64k`, `ro`, ...); skips the test
+    where mounting is not permitted."""
+    import pytest
+
+    path.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        for _ in range(50):
+            if subprocess.run(["umount", str(path)], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)

@@ -8,7 +8,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -17,7 +16,7 @@ from colossal_llama.data import prepare as prepare_module
 from colossal_llama.data.pretrain import main as pretrain_main
 from colossal_llama.data.pretrain import prepare_pretrain_dataset
 from colossal_llama.outputs import LOCK_NAME, OutputError, staged_output
-from helpers import REPO, SAMPLE_PRETRAIN
+from helpers import REPO, SAMPLE_PRETRAIN, small_file_system
 
 
 def config(tokenizer_dir, out, **kw):
@@ -112,21 +111,6 @@ def test_a_failing_write_is_one_line_and_leaves_nothing(sp_tokenizer_dir, tmp_pa
     assert pretrain_main(argv(sp_tokenizer_dir, tmp_path / "out")) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {tmp_path / 'x.arrow'}: No space left on device"
     assert os.listdir(tmp_path) == []
-
-
-@contextlib.contextmanager
-def small_file_system(path, options):
-    path.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield path
-    finally:
-        for _ in range(50):
-            if subprocess.run(["umount", str(path)], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
 
 
 @pytest.mark.parametrize("options, reason", [("size=64k", "No space left on device"),

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -191,6 +194,96 @@ def _weights(run_dir: str, stage: str) -> dict:
     return tensors
 
 
+ODD = "r$(touch X) 'q' ;x"  # a name a shell would run `touch X` for, and split in three
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    """Command lines of the live processes that contain `text`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                line = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in line:
+            found.append(f"{pid}: {line}")
+    return found
+
+
+def test_launcher_port_is_a_free_one_unless_given(tmp_path):
+    from colossal_llama.stages.launch import launch_command
+
+    recipe = base_recipe(str(tmp_path))
+    busy = socket.socket()
+    try:  # torchrun's usual port taken (by this socket, or by whoever already holds it)
+        busy.bind(("", 29500))
+        busy.listen()
+    except OSError:
+        pass
+    try:
+        for command in ("colossalai", "torchrun"):
+            recipe["launcher"] = {"command": command}
+            launch = launch_command(load_recipe(write_recipe(tmp_path, recipe), str(tmp_path / "run")), "t.json")
+            port = int(launch[launch.index("--master_port") + 1])
+            with socket.socket() as s:
+                s.bind(("", port))  # free
+            recipe["launcher"]["master_port"] = 29400
+            launch = launch_command(load_recipe(write_recipe(tmp_path, recipe), str(tmp_path / "run")), "t.json")
+            assert launch[launch.index("--master_port") + 1] == "29400"
+    finally:
+        busy.close()
+
+
+def test_colossalai_run_hands_each_argument_and_variable_to_its_shell_intact(tmp_path, capfd, monkeypatch):
+    """`colossalai run` joins its arguments with spaces and exports the environment in double quotes for a shell."""
+    from multiprocessing import Pipe
+
+    from colossalai.cli.launcher import run
+    from colossalai.cli.launcher.hostinfo import HostInfo
+    from colossalai.cli.launcher.multinode_runner import run_on_host
+    from colossalai.cli.launcher.run import get_launch_command
+
+    from colossal_llama.stages.launch import launch_command, launch_env
+
+    recipe = base_recipe(str(tmp_path))
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("node$(touch X)\nother\n")  # colossalai run's rendezvous address: the first host
+    config = str(tmp_path / ODD / "train.json")
+    for launcher, address in [({"master_addr": "node $(touch X)"}, "node $(touch X)"),
+                              ({"hostfile": str(hostfile)}, "node$(touch X)")]:
+        recipe["launcher"] = {"command": "colossalai", **launcher}
+        loaded = load_recipe(write_recipe(tmp_path, recipe), str(tmp_path / ODD))
+        launch = launch_command(loaded, config)
+        assert launch[1] == "run"
+        args = run.make_context("run", launch[2:]).params
+        line = get_launch_command(args["master_addr"], args["master_port"], args["nproc_per_node"],
+                                  args["user_script"], list(args["user_args"]), 0, 2, False)
+        words = shlex.split(line)  # what the shell runs
+        assert words[-3:] == ["train.py", "--config", config] and f"--master_addr={address}" in words
+
+    odd = f"{ODD} \"$HOME\" `touch X` \\"
+    env = launch_env(loaded.launcher, dict(os.environ, ODD_VALUE=odd, PWD=str(tmp_path / ODD)))
+    env = {k: v for k, v in env.items() if v and "\n" not in v}  # what `colossalai run` passes on
+    ours, theirs = Pipe()
+    shown, show = Pipe()
+    ours.send(shlex.join([sys.executable, "-c", "import os; print(repr((os.environ['ODD_VALUE'], os.getcwd())))"]))
+    ours.send("exit")
+    with open(os.devnull) as nothing:  # the runner gives the launcher no stdin either
+        monkeypatch.setattr(sys, "stdin", nothing)
+        run_on_host(HostInfo("127.0.0.1", None), REPO, theirs, show, env)
+    assert shown.recv() == "success"
+    assert repr((odd, REPO)) in capfd.readouterr().out
+    assert not [d for d, _, files in os.walk(tmp_path) if "X" in files] and not os.path.exists(os.path.join(REPO, "X"))
+
+    from colossal_llama.stages import launch
+
+    launch.check_launcher(loaded)
+    monkeypatch.setattr(launch, "REPO", "/src/co$(touch X)")  # the one path colossalai run's `cd` gets unquoted
+    with pytest.raises(RecipeError, match=r"launcher.command: colossalai run changes to /src/co\$\(touch X\)"):
+        launch.check_launcher(loaded)
+
+
 def test_runner_resumes_after_a_kill_with_the_same_final_weights(tmp_path, tiny_model_dir):
     path = write_recipe(tmp_path, base_recipe(tiny_model_dir))
     whole = str(tmp_path / "whole")
@@ -206,20 +299,36 @@ def test_runner_resumes_after_a_kill_with_the_same_final_weights(tmp_path, tiny_
     a_rows = json.load(open(os.path.join(whole, "stages", "01-a", "data", "manifest.json")))["sources"][0]["rows"]
     assert [t["rows"] for t in mixture["sources"]][1] == round(a_rows * 0.5)  # replay 50% of stage a
 
-    killed = str(tmp_path / "killed")
-    process = subprocess.Popen(_runner(path, killed, "--no-report"), cwd=REPO, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # the killed run goes through `colossalai run` (which hands train.py's command line to a shell), started in a
+    # folder and from a recipe file named like shell code; the run folder is runs/<recipe file name>
+    work = tmp_path / ODD
+    work.mkdir()
+    odd_recipe = str(tmp_path / f"{ODD}.yaml")
+    shutil.copy(path, odd_recipe)
+    killed = str(work / "runs" / ODD)
+    # stage a as the whole run left it (the same settings: the runner skips it), so that only stage b trains
+    shutil.copytree(os.path.join(whole, "stages", "01-a"), os.path.join(killed, "stages", "01-a"))
+    command = [sys.executable, "-m", "colossal_llama.stages", odd_recipe, "--launcher", "colossalai", "--no-report"]
+    env = dict(os.environ, PWD=str(work))  # as a shell in that folder sets it
+    process = subprocess.Popen(command, cwd=work, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
     checkpoint = os.path.join(killed, "stages", "02-b", "checkpoints", "step-00000003")
     deadline = time.time() + 300
     while not os.path.isdir(checkpoint) and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
+    os.kill(process.pid, signal.SIGKILL)  # the runner alone: its launcher and the trainers must follow it
     process.wait()
     assert os.path.isdir(checkpoint) and not os.path.exists(os.path.join(killed, "stages", "02-b", "done.json"))
+    deadline = time.time() + 10
+    while _processes_mentioning(str(tmp_path)) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _processes_mentioning(str(tmp_path))
+    assert not os.path.exists(os.path.join(killed, "stages", "02-b", "model"))  # no orphan trained stage b to its end
 
-    again = subprocess.run(_runner(path, killed, "--no-report"), cwd=REPO, capture_output=True, text=True)
+    again = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "finished before" in again.stdout and "resuming from " + os.path.join(killed, "stages", "02-b", "checkpoints", "step-") in again.stdout
+    assert not [d for d, _, files in os.walk(tmp_path) if "X" in files] and not os.path.exists(os.path.join(REPO, "X"))
     expected, got = _weights(whole, "02-b"), _weights(killed, "02-b")
     # train.py's own resume is bit-identical (test_train_loop); across processes, CPU matrix kernels have once
     # given last-bit differences (5.8e-7 at most), so the two runs are compared to 1e-5

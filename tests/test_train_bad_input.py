@@ -1,5 +1,6 @@
 """Every user error of train.py is one clear line and exit status 2, before any training step."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -84,9 +85,9 @@ def test_bad_checkpoints(capsys, tiny_model_dir, pretrain_parts, checkpoint, tmp
     path = os.path.join(corrupt, "optimizer.pt")
     size = os.path.getsize(path)
     with open(path, "r+b") as f:
-        f.write(b"\0" * size)  # same size, garbage inside
+        f.write(b"\0" * size)  # same size, garbage inside: caught by the content hash
     err = refused(capsys, tiny_model_dir, pretrain_parts, tmp_path / "c", "--load_checkpoint", corrupt)
-    assert "corrupt checkpoint" in err
+    assert "optimizer.pt does not match its hash in files.json (changed or corrupt)" in err
     err = refused(capsys, tiny_model_dir, pretrain_parts, tmp_path / "d", "--load_checkpoint", checkpoint,
                   "--batch_size", "2")
     assert "global batch of 4 rows per step" in err and "this run has 2" in err
@@ -108,4 +109,36 @@ def test_latest_checkpoint(tiny_model_dir, pretrain_parts, tmp_path):
     shutil.rmtree(tmp_path / "ck" / "step-00000003")
     os.makedirs(tmp_path / "ck" / ".step-00000003.partial")  # a crash during the last save
     code, _ = run_train(tiny_model_dir, pretrain_parts, str(tmp_path), *args)
-    assert code == 0 and [m["step"] for m in read_metrics(str(tmp_path / "tb"))] == [1, 2, 3, 3]
+    # the resumed run's step 3 replaces the first run's in metrics.jsonl
+    assert code == 0 and [m["step"] for m in read_metrics(str(tmp_path / "tb"))] == [1, 2, 3]
+
+
+def test_every_setting_has_a_resume_rule():
+    """A new TrainConfig field must be classified: compared on resume, or free to change."""
+    from colossal_llama.training.config import TrainConfig
+    from colossal_llama.training.identity import RESUME_RULES
+
+    assert set(RESUME_RULES) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(RESUME_RULES.values()) == {"same", "content", "schedule", "batch", "free"}
+
+
+def test_resume_refuses_other_data_or_settings(capsys, tiny_model_dir, pretrain_parts, checkpoint, tmp_path):
+    """The checkpoint was trained on both parts with --lr 1e-3 for 2 steps."""
+    resume = ("--load_checkpoint", checkpoint, "--max_steps", "2")
+    first, second = pretrain_parts
+    err = refused(capsys, tiny_model_dir, [first], tmp_path / "a", *resume)
+    assert f"--load_checkpoint {checkpoint}: saved with --dataset {first} {second}, this run has {first}." in err
+    err = refused(capsys, tiny_model_dir, [second, first], tmp_path / "b", *resume)
+    assert f"saved with --dataset {first}, this run has {second} (other data)" in err
+    err = refused(capsys, tiny_model_dir, pretrain_parts, tmp_path / "c", *resume, "--lr", "2e-3", "--seed", "7",
+                  "--eval_dataset", second, "--max_steps", "3")
+    for difference in ("saved with --lr 0.001, this run has 0.002", "saved with --seed 42, this run has 7",
+                       f"saved with --eval_dataset (none), this run has {second}",
+                       "saved with a schedule of 2 steps (0 warmup), this run has 3 (0 warmup)"):
+        assert difference in err
+    assert not os.path.exists(tmp_path / "c" / "ck" / "train_config.json")
+    # the same data at another path, and settings that do not change the result
+    moved = [shutil.copytree(p, tmp_path / "moved" / os.path.basename(p)) for p in pretrain_parts]
+    code, _ = run_train(tiny_model_dir, [str(p) for p in moved], str(tmp_path / "d"), *resume, "--save_interval",
+                        "5000", "--log_interval", "3", "--keep_last_n_checkpoints", "1", "--num_epochs", "2")
+    assert code == 0 and os.path.isfile(tmp_path / "d" / "ck" / "final" / "config.json")

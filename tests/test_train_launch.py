@@ -10,6 +10,7 @@ second machine.
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -80,6 +81,34 @@ def test_colossalai_run(two_process_run, tiny_model_dir, pretrain_parts, tmp_pat
     command = [os.path.join(BIN, "colossalai"), "run", "--nproc_per_node", "2", "--master_port", str(free_port()),
                "train.py", *train_args(tiny_model_dir, pretrain_parts, out, "--batch_size", "2", *STEPS)]
     close(launched(command, out), two_process_run[1])
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="dying with the parent is prctl(PR_SET_PDEATHSIG)")
+def test_a_worker_dies_with_its_torchrun(tmp_path):
+    """torchrun starts each worker in a session of its own; train.py (die_with_launcher first) ends with torchrun."""
+    script = tmp_path / "worker.py"
+    script.write_text("import os, time\nfrom colossal_llama.lifeline import die_with_launcher\n\ndie_with_launcher()\n"
+                      "print(os.getpid(), flush=True)\ntime.sleep(120)\n")
+    agent = subprocess.Popen([os.path.join(BIN, "torchrun"), "--nproc_per_node", "1", "--master_port", str(free_port()),
+                              str(script)], cwd=REPO, env=launch_env(), stdout=subprocess.PIPE, text=True)
+    worker = int(agent.stdout.readline())
+    os.kill(agent.pid, signal.SIGKILL)
+    agent.wait()
+    deadline = time.time() + 10
+    while alive(worker) and time.time() < deadline:
+        time.sleep(0.1)
+    if alive(worker):
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the worker outlived its torchrun")
 
 
 def start_sshd(folder: str, address: str, port: int) -> subprocess.Popen:

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.index < len(data):
         print(f"error: --index {args.index} is outside 0..{len(data) - 1}", file=sys.stderr)
         return 2
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_dir or find_tokenizer(args.part))
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_dir or find_tokenizer(args.part), trust_remote_code=False)
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
     print(f"row {args.index} of {args.part}: " + render_row(data[args.index], tokenizer, color))
     return 0

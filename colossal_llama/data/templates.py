@@ -116,7 +116,7 @@ class HFChatTemplate:
         if self.tokenizer_dir not in _LOADED:
             from transformers import AutoTokenizer
 
-            _LOADED[self.tokenizer_dir] = AutoTokenizer.from_pretrained(self.tokenizer_dir)
+            _LOADED[self.tokenizer_dir] = AutoTokenizer.from_pretrained(self.tokenizer_dir, trust_remote_code=False)
         return _LOADED[self.tokenizer_dir]
 
     def render_messages(self, contents: list[str], add_generation_prompt: bool = False) -> str:

@@ -53,11 +53,15 @@ def load_for_inference(model_dir: str, device: str | None = None,
     dtype = dtype or ("bf16" if device.startswith("cuda") else "fp32")
     if dtype not in DTYPES:
         raise InferenceError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    from colossal_llama.safe_loading import safe_loading
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=getattr(torch, DTYPES[dtype])).to(device)
+        with safe_loading() as refused:  # .bin weights: plain tensors only, never a TorchScript archive
+            tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+            model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=getattr(torch, DTYPES[dtype]),
+                                                         trust_remote_code=False).to(device)
     except (OSError, ValueError, RuntimeError) as e:
-        raise InferenceError(f"{model_dir}: cannot load the model: {e}") from e
+        raise InferenceError(f"{model_dir}: {refused[0] if refused else f'cannot load the model: {e}'}") from e
     return model.eval(), tokenizer
 
 

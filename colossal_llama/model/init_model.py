@@ -176,7 +176,7 @@ def init_model(source: str, target_tokenizer: str, target: str, replace_vocab: b
     started = time.perf_counter()
     old = load_tokenizer(source, "--source_model_and_tokenizer_path")
     new = load_tokenizer(target_tokenizer, "--target_tokenizer_path")
-    config = AutoConfig.from_pretrained(source)
+    config = AutoConfig.from_pretrained(source, trust_remote_code=False)
     plan = row_plan(old, new, replace_vocab)
     # into the tokenizer folder: check_paths allowed replacing it (its files are carried over)
     with staged_output(target, overwrite=overwrite or into_tokenizer, flag="--target_model_path") as tmp:

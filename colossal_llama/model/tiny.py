@@ -16,7 +16,7 @@ def build_tiny_llama(tokenizer_dir: str, out_dir: str, layers: int = 2, hidden: 
 
     from colossal_llama.tokenizer.folder import save_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False)
     torch.manual_seed(seed)
     heads = max(1, hidden // 16)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,

@@ -38,13 +38,17 @@ def load_causal_lm(folder: str, dtype: torch.dtype, attention: str = "sdpa", tru
     """
     from transformers import AutoModelForCausalLM
 
+    from colossal_llama.safe_loading import safe_loading
+
     if not os.path.isfile(os.path.join(folder, "config.json")):
         raise ConfigError(f"--pretrained {folder}: no config.json there (an HF model folder is expected)")
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype, attn_implementation=attention,
-                                                     trust_remote_code=trust_remote_code)
+        with safe_loading() as refused:  # .bin weights: plain tensors only, never a TorchScript archive
+            model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype, attn_implementation=attention,
+                                                         trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"--pretrained {folder}: cannot load the model ({exc})") from exc
+        reason = refused[0] if refused else f"cannot load the model ({exc})"  # transformers rewords the refusal
+        raise ConfigError(f"--pretrained {folder}: {reason}") from exc
     model.config.use_cache = False  # no KV cache in training; it only costs memory
     return model.train()
 

@@ -27,7 +27,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--nproc_per_node", type=int, help="processes per node (recipe: launcher.nproc_per_node)")
     p.add_argument("--hostfile", help="hostfile of the nodes, for colossalai run (recipe: launcher.hostfile)")
     p.add_argument("--master_addr", help="address of the first node (recipe: launcher.master_addr)")
-    p.add_argument("--master_port", type=int, help="port of the first node (recipe: launcher.master_port)")
+    p.add_argument("--master_port", type=int,
+                   help="port of the first node (recipe: launcher.master_port; default: a free port here)")
     p.add_argument("--check", action="store_true", help="check the recipe and print the plan; run nothing")
     p.add_argument("--no-report", dest="report", action="store_false", help="do not render plots and report.md")
     return p

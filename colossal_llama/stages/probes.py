@@ -47,12 +47,15 @@ def probe_model(model_dir: str, paths: list[str], batch_size: int = 16) -> dict:
     """Per category: nats per character of the targets, and how many records and characters were scored."""
     from transformers import AutoModelForCausalLM
 
+    from colossal_llama.safe_loading import safe_loading
     from colossal_llama.tokenizer.loading import load_tokenizer
 
     tokenizer = load_tokenizer(model_dir)
     device = "cuda" if torch.cuda.is_available() else "cpu"  # bf16 on a GPU, so a 7B model fits one
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=dtype).to(device).eval()
+    with safe_loading():  # .bin weights: plain tensors only, never a TorchScript archive
+        model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=dtype, trust_remote_code=False)
+    model = model.to(device).eval()
     records = [r for p in paths for r in read_probes(p)]
     bos, eos = tokenizer.bos_token or "", tokenizer.eos_token or ""
     totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0])

@@ -8,7 +8,7 @@ defined, or a train.py setting that train.py itself would refuse are errors
 naming the file and the key (`recipe.yaml: stages[2] (replay).train.lr: ...`).
 The format is documented in the README ("Stage recipes"); in short:
 
-    launcher: {command: colossalai, nproc_per_node: 8, hostfile: null, master_port: 29500}
+    launcher: {command: colossalai, nproc_per_node: 8, hostfile: null}   # master_addr, master_port: optional
     defaults: {plugin: gemini, lr: 1e-4}             # train.py settings of every stage
     prepare: {max_length: 4096}                      # preparation settings of every source
     probes: [probes/facts_en.jsonl]                  # held-out {source, target, category} records
@@ -67,7 +67,8 @@ class Launcher:
     nproc_per_node: int = 1
     hostfile: str | None = None
     master_addr: str | None = None
-    master_port: int = 29500
+    master_port: int | None = None
+    """None: a port free on this machine, picked for each stage (launch.free_port)."""
 
 
 @dataclass

@@ -25,15 +25,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
+import shlex
 import time
 from dataclasses import asdict
 
+from colossal_llama.stages.launch import check_launcher, launch_command, launch_env, run_launcher
 from colossal_llama.stages.recipe import Recipe, RecipeError, Stage
 from colossal_llama.stages.sources import FileHashes, MixPart, build_mixture, parts_of, prepare_source, print_mixture
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class StageFailed(RuntimeError):
@@ -140,23 +138,6 @@ def train_settings(recipe: Recipe, stage: Stage, model: str, parts: list[str], e
     return settings
 
 
-def launch_command(recipe: Recipe, config_path: str) -> list[str]:
-    """train.py through the recipe's launcher (same flags for one node or a hostfile of many)."""
-    launcher, bin_dir = recipe.launcher, os.path.dirname(sys.executable)
-    script = [os.path.join(REPO, "train.py"), "--config", config_path]
-    if launcher.command == "python":
-        return [sys.executable, *script]
-    port = ["--master_port", str(launcher.master_port)]
-    if launcher.command == "torchrun":
-        return [os.path.join(bin_dir, "torchrun"), "--nproc_per_node", str(launcher.nproc_per_node), *port, *script]
-    command = [os.path.join(bin_dir, "colossalai"), "run", "--nproc_per_node", str(launcher.nproc_per_node), *port]
-    if launcher.hostfile:
-        command += ["--hostfile", launcher.hostfile]
-    if launcher.master_addr:
-        command += ["--master_addr", launcher.master_addr]
-    return command + script
-
-
 def last_metrics(tensorboard_dir: str) -> dict:
     path = os.path.join(tensorboard_dir, "metrics.jsonl")
     last = {}
@@ -185,10 +166,8 @@ def run_stage(recipe: Recipe, stage: Stage, key: str, hashes: FileHashes, probes
 
     resumed = latest_checkpoint(settings["save_dir"])
     command = launch_command(recipe, config_path)
-    print(("resuming from " + resumed if resumed else "training") + ": " + " ".join(command), flush=True)
-    env = dict(os.environ)  # `colossalai run` starts `torchrun` by name: the interpreter's scripts come first
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    code = subprocess.run(command, env=env).returncode
+    print(("resuming from " + resumed if resumed else "training") + ": " + shlex.join(command), flush=True)
+    code = run_launcher(command, launch_env(recipe.launcher, os.environ))
     if code != 0 or not os.path.isfile(os.path.join(settings["export_dir"], "config.json")):
         raise StageFailed(f"stage {stage.name}: train.py exited with status {code}; fix the cause and rerun the "
                           "recipe to resume from the stage's last checkpoint")
@@ -227,6 +206,7 @@ def run_recipe(recipe: Recipe) -> dict:
     """Run every stage not finished yet, in order; returns the probe results."""
     keys = stage_keys(recipe)
     check_finished(recipe, keys)
+    check_launcher(recipe)
     os.makedirs(recipe.run_dir, exist_ok=True)
     with open(os.path.join(recipe.run_dir, "recipe.yaml"), "w", encoding="utf-8") as f:
         f.write(recipe.text)

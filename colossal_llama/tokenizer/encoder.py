@@ -57,7 +57,7 @@ class SlowEncoder:
         if tokenizer is None:
             from transformers import AutoTokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, use_fast=False)
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, use_fast=False, trust_remote_code=False)
         self._tk = tokenizer
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:

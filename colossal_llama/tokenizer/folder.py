@@ -77,8 +77,8 @@ def fast_slow_mismatch(folder: str, texts=(), fast=None, slow=None) -> str | Non
         return None
     from transformers import AutoTokenizer
 
-    fast = fast if fast is not None else AutoTokenizer.from_pretrained(folder, use_fast=True)
-    slow = slow if slow is not None else AutoTokenizer.from_pretrained(folder, use_fast=False)
+    fast = fast if fast is not None else AutoTokenizer.from_pretrained(folder, use_fast=True, trust_remote_code=False)
+    slow = slow if slow is not None else AutoTokenizer.from_pretrained(folder, use_fast=False, trust_remote_code=False)
     if not fast.is_fast or slow.is_fast:
         return None
     texts = list(AGREEMENT_PROBES) + [t for t in texts if t]

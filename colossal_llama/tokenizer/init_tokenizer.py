@@ -163,8 +163,9 @@ def save_sentencepiece_tokenizer(source_dir: str, model_proto: bytes, target: st
     clean_tokenizer_config(target)
     with open(os.path.join(target, "tokenizer_config.json"), encoding="utf-8") as f:
         had_prefix_flag = "add_prefix_space" in json.load(f)
-    AutoTokenizer.from_pretrained(target, use_fast=False)  # the slow tokenizer loads
-    AutoTokenizer.from_pretrained(target).save_pretrained(target)  # the fast one, converted: tokenizer.json
+    AutoTokenizer.from_pretrained(target, use_fast=False, trust_remote_code=False)  # the slow tokenizer loads
+    # the fast one, converted: tokenizer.json
+    AutoTokenizer.from_pretrained(target, trust_remote_code=False).save_pretrained(target)
     if not had_prefix_flag:
         drop_add_prefix_space(target)
 
@@ -242,7 +243,7 @@ def init_tokenizer(config: ExpansionConfig) -> dict:
 
     with staged_output(config.target_tokenizer_dir, config.overwrite, "--target_tokenizer_dir") as tmp:
         SAVERS[kind](config.source_tokenizer_dir, expansion.model_proto, tmp)
-        new = AutoTokenizer.from_pretrained(tmp)
+        new = AutoTokenizer.from_pretrained(tmp, trust_remote_code=False)
         check_fast_slow(tmp, what="the expanded tokenizer")
         corpus = list(corpus_texts(config.report_corpus)) if config.report_corpus else []
         if not config.allow_ascii_pieces:

@@ -54,11 +54,12 @@ class TokenizerInfo:
         }
 
 
-def load_tokenizer(tokenizer_dir: str, option: str = "--tokenizer_dir"):
+def load_tokenizer(tokenizer_dir: str, option: str = "--tokenizer_dir", trust_remote_code: bool = False):
     """Load `tokenizer_dir` with `AutoTokenizer` (fast when available).
 
     Args:
         option: the flag that named the folder, for the error messages.
+        trust_remote_code: run a tokenizer class shipped in the folder (off: transformers' own classes only).
     Raises:
         TokenizerError: the folder does not exist or holds no loadable tokenizer.
     """
@@ -67,7 +68,7 @@ def load_tokenizer(tokenizer_dir: str, option: str = "--tokenizer_dir"):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(tokenizer_dir)
+        return AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=trust_remote_code)
     except Exception as exc:  # HF raises many types here (OSError, ValueError, TypeError)
         raise TokenizerError(
             f"{option} {tokenizer_dir}: no loadable tokenizer there "

@@ -79,7 +79,7 @@ def save_llama_tokenizer(model_proto: bytes, out_dir: str) -> str:
     # legacy=True is LLaMA-2's own behaviour (and the default); passing it
     # explicitly only silences transformers' warning about the choice.
     LlamaTokenizer(vocab_file=model_path, legacy=True).save_pretrained(out_dir)
-    AutoTokenizer.from_pretrained(out_dir).save_pretrained(out_dir)  # adds tokenizer.json
+    AutoTokenizer.from_pretrained(out_dir, trust_remote_code=False).save_pretrained(out_dir)  # adds tokenizer.json
     drop_add_prefix_space(out_dir)
     return out_dir
 

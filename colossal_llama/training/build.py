@@ -1,9 +1,12 @@
-"""setup(): from a TrainConfig to a Run ready for fit(), every user error raised before the first step.
+"""train(): from a TrainConfig to a trained, exported model; setup() builds the Run that fit() trains.
 
-Order: check the config against the machine -> process group -> plugin and
-booster -> tokenizer -> data (checked against tokenizer and model length) ->
-model (freezing, LoRA, NEFTune, gradient checkpointing) -> optimizer and
-schedule -> boost -> resume or load weights -> monitor.
+Order: check the config against the machine -> process group -> lock
+--save_dir for this run (savedir.py) -> setup(): plugin and booster ->
+tokenizer -> data (checked against tokenizer and model length) -> model
+(freezing, LoRA, NEFTune, gradient checkpointing) -> optimizer and schedule
+-> boost -> resume (checked against what the checkpoint was trained on,
+identity.py) or load weights -> monitor. Every user error is raised before
+the first step, and before anything is written.
 """
 
 from __future__ import annotations
@@ -19,12 +22,15 @@ from colossal_llama.config import ConfigError
 from colossal_llama.model.freeze import freeze_all_but_embeddings, train_only_new_rows
 from colossal_llama.model.training_model import (add_neftune, enable_grad_checkpointing, load_causal_lm, lora_config,
                                                  model_signature)
+from colossal_llama.outputs import OutputError
 from colossal_llama.training.config import TrainConfig
 from colossal_llama.training.feed import build_feeds
+from colossal_llama.training.identity import run_identity
 from colossal_llama.training.loop import Run, autocast_for, check_config, pick_step, total_steps, world_info
 from colossal_llama.training.metrics import Monitor, device_peak_flops, flops_per_token
 from colossal_llama.training.plugins import make_plugin, settings_from
 from colossal_llama.training.resume import TrainState, load_checkpoint, load_weights, resolve_checkpoint
+from colossal_llama.training.savedir import exclusive_save_dir
 from colossal_llama.training.schedule import warmup_cosine
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -84,18 +90,26 @@ def make_optimizer(config: TrainConfig, model):
 
 
 def write_config(config: TrainConfig, is_main: bool) -> None:
+    """The resolved config as JSON; replaced whole (a full disk leaves the previous one)."""
     path = config.config_file or os.path.join(config.save_dir, "train_config.json")
-    if is_main:
+    if not is_main:
+        return
+    try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
             json.dump(config.to_dict(), f, indent=2)
+        os.replace(path + ".tmp", path)
+    except OSError as exc:
+        if os.path.exists(path + ".tmp"):
+            os.remove(path + ".tmp")
+        raise OutputError(f"{path}: {exc.strerror or exc}") from None
 
 
 def load_tokenizer_for(config: TrainConfig):
     from colossal_llama.tokenizer.loading import TokenizerError, load_tokenizer
 
     try:
-        return load_tokenizer(config.pretrained)
+        return load_tokenizer(config.pretrained, trust_remote_code=config.trust_remote_code)
     except TokenizerError as exc:
         raise ConfigError(str(exc).replace("--tokenizer_dir", "--pretrained")) from exc
 
@@ -111,14 +125,28 @@ def make_monitor(run: Run, model_config) -> Monitor:
     return Monitor(run.config, run.is_main, run.total_steps, run.state.step, flops, peak, devices=world)
 
 
+def train(config: TrainConfig) -> str:
+    """Set up and train holding --save_dir for this run alone; returns the exported HF folder.
+
+    Raises:
+        ConfigError, DataError, PluginError: user errors, before the first step.
+        OutputError: --save_dir (or the export folder) cannot be written: read-only, full.
+    """
+    from colossal_llama.training.loop import fit
+
+    check_config(config)
+    init_distributed(config.seed)
+    with exclusive_save_dir(config.save_dir, is_main=dist.get_rank() == 0):
+        return fit(setup(config))
+
+
 def setup(config: TrainConfig) -> Run:
-    """Build everything fit() needs; raises ConfigError/DataError for user errors, before any step."""
+    """Build everything fit() needs, in a process group (train() starts it); raises ConfigError/DataError for
+    user errors, before any step."""
     from colossalai.accelerator import get_accelerator
     from colossalai.booster import Booster
     from transformers import AutoConfig
 
-    check_config(config)
-    init_distributed(config.seed)
     rank = dist.get_rank()
     device = torch.device(get_accelerator().get_current_device())
     plugin = make_plugin(config.plugin, settings_from(config), torch.cuda.is_available())
@@ -135,10 +163,11 @@ def setup(config: TrainConfig) -> Run:
     steps = total_steps(config, train.steps_per_epoch)
     warmup = config.warmup_steps if config.warmup_steps is not None else int(0.025 * steps)
     scheduler = warmup_cosine(optimizer, warmup, steps, min_lr=config.lr * config.min_lr_ratio)
+    identity = run_identity(config, tokenizer, steps, warmup)
     model, optimizer, _, _, scheduler = booster.boost(model, optimizer, lr_scheduler=scheduler)
     run = Run(config=config, booster=booster, model=model, optimizer=optimizer, scheduler=scheduler,
               tokenizer=tokenizer, train=train, evaluation=evaluation, state=TrainState(), total_steps=steps,
-              signature=signature, device=device, rank=rank, dp_group=dp_group, dp_size=dp_size,
+              signature=signature, identity=identity, device=device, rank=rank, dp_group=dp_group, dp_size=dp_size,
               is_main=rank == 0, no_sync=config.plugin == "ddp", clips_in_loop=config.plugin == "ddp",
               autocast=autocast_for(config, device), step_fn=pick_step(config))
     checkpoint = resolve_checkpoint(config.load_checkpoint, config.save_dir)

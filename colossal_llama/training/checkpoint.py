@@ -6,9 +6,9 @@
 
 Everything is written into `save_dir/.step-00000123.partial` (the same name
 on every rank) and renamed to `save_dir/step-00000123` by the main process
-once all ranks are done. A crash during a save leaves only a partial folder,
-which `list_checkpoints` ignores and the next save of that step replaces: the
-previous checkpoint stays the latest loadable one.
+once all ranks are done. A save that fails deletes its partial folder; one
+killed leaves it, and `list_checkpoints` ignores it and the next save of that
+step replaces it: the previous checkpoint stays the latest loadable one.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import os
 import re
 import shutil
 from contextlib import contextmanager
+
+from colossal_llama.training.savedir import removed_on_failure
 
 NAME = re.compile(r"^step-(\d{8})$")
 
@@ -41,21 +43,23 @@ def latest_checkpoint(save_dir: str) -> str | None:
 
 @contextmanager
 def atomic_checkpoint(save_dir: str, step: int, is_main: bool = True, barrier=None):
-    """Yield the partial folder to write into; on success it becomes `step-XXXXXXXX`."""
+    """Yield the partial folder to write into; on success it becomes `step-XXXXXXXX`, on an error it is
+    deleted (a full or read-only save_dir raises OutputError `save_dir: reason`)."""
     final = os.path.join(save_dir, checkpoint_name(step))
     partial = os.path.join(save_dir, f".{checkpoint_name(step)}.partial")
-    if is_main:
-        shutil.rmtree(partial, ignore_errors=True)  # left by a crash
-        os.makedirs(partial)
-    if barrier:
-        barrier()
-    yield partial
-    if barrier:
-        barrier()
-    if is_main:
-        if os.path.exists(final):
-            shutil.rmtree(final)
-        os.rename(partial, final)
+    with removed_on_failure(partial, is_main, report_as=save_dir):
+        if is_main:
+            shutil.rmtree(partial, ignore_errors=True)  # left by a crash
+            os.makedirs(partial)
+        if barrier:
+            barrier()
+        yield partial
+        if barrier:
+            barrier()
+        if is_main:
+            if os.path.exists(final):
+                shutil.rmtree(final)
+            os.rename(partial, final)
 
 
 def prune_checkpoints(save_dir: str, keep: int) -> list[str]:

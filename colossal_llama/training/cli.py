@@ -89,19 +89,24 @@ def parse_train_args(argv: list[str] | None = None) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse, set up, train, export. User errors print one line and exit with status 2."""
+    from colossal_llama.lifeline import die_with_launcher
+
+    die_with_launcher()  # before the slow imports: the sooner, the smaller the window for an unnoticed death
     import torch.distributed as dist
 
     from colossal_llama.data.records import DataError
+    from colossal_llama.outputs import OutputError, describe_os_error
     from colossal_llama.training.plugins import PluginError
 
+    config = None
     try:
         config = parse_train_args(argv)
-        from colossal_llama.training.build import setup
-        from colossal_llama.training.loop import fit
+        from colossal_llama.training.build import train
 
-        run = setup(config)
-        fit(run)
-    except (ConfigError, DataError, PluginError) as exc:
+        train(config)
+    except (ConfigError, DataError, PluginError, OutputError, OSError) as exc:
+        if isinstance(exc, OSError):  # a file the run reads or writes: `path: reason`
+            exc = describe_os_error(exc, config.save_dir if config else "train.py")
         if not dist.is_initialized() or dist.get_rank() == 0:
             print(f"train.py: error: {exc}", file=sys.stderr)
         return 2

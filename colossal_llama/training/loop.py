@@ -40,6 +40,8 @@ class Run:
     state: TrainState
     total_steps: int
     signature: dict
+    identity: dict
+    """What the run trains on and every setting that shapes its result (identity.py), saved in checkpoints."""
     device: torch.device
     rank: int = 0
     dp_group: object = None
@@ -95,21 +97,23 @@ def fit(run: Run) -> str:
     from colossal_llama.training.export import export_model
 
     cfg, state = run.config, run.state
-    while state.step < run.total_steps:
-        epoch = state.epoch
-        run.train.sampler.set_epoch(epoch, state.position)
-        batches = iter(run.train.loader)
-        while state.epoch == epoch and state.step < run.total_steps:
-            micro_batches = [next(batches) for _ in range(cfg.accumulation_steps)]
-            result = run.step_fn(run, micro_batches)
-            epoch_ended = advance(run, result)
-            run.monitor.log_step(state, result, run.scheduler.get_last_lr()[0], epoch)
-            maybe_evaluate(run, epoch_ended)
-            maybe_save(run, epoch_ended)
-    maybe_save(run, epoch_ended=False)
-    folder = export_model(run, cfg.export_dir or os.path.join(cfg.save_dir, "final"))
-    run.monitor.note(f"exported the model to {folder}")
-    run.monitor.close()
+    try:
+        while state.step < run.total_steps:
+            epoch = state.epoch
+            run.train.sampler.set_epoch(epoch, state.position)
+            batches = iter(run.train.loader)
+            while state.epoch == epoch and state.step < run.total_steps:
+                micro_batches = [next(batches) for _ in range(cfg.accumulation_steps)]
+                result = run.step_fn(run, micro_batches)
+                epoch_ended = advance(run, result)
+                run.monitor.log_step(state, result, run.scheduler.get_last_lr()[0], epoch)
+                maybe_evaluate(run, epoch_ended)
+                maybe_save(run, epoch_ended)
+        maybe_save(run, epoch_ended=False)
+        folder = export_model(run, cfg.export_dir or os.path.join(cfg.save_dir, "final"))
+        run.monitor.note(f"exported the model to {folder}")
+    finally:
+        run.monitor.close()  # the metrics logged so far stay, even when a save fails
     return folder
 
 

@@ -6,7 +6,9 @@ Scalars (x axis: optimizer step): train/loss, train/lr, train/grad_norm,
 train/tokens_per_s (non-padding input tokens, all ranks), train/label_tokens_seen, train/padding_share,
 train/loss/<category>, eval/loss and eval/loss/<category>, and train/mfu on GPU.
 `metrics.jsonl` holds the same numbers, one JSON object per logged step, so
-plots and tests read them without tensorboard.
+plots and tests read them without tensorboard; a resumed run first drops the
+lines after its checkpoint's step, so each step is there once (tensorboard's
+readers keep the last value of a step anyway).
 
 MFU = achieved FLOP/s / (devices * peak FLOP/s per device), with the FLOPs of
 a token = 6 N (N parameters: forward and backward matmuls) + 12 * layers *
@@ -40,6 +42,29 @@ def flops_per_token(parameters: int, layers: int, hidden: int, row_length: int) 
     return 6 * parameters + 12 * layers * hidden * row_length
 
 
+def keep_metrics_until(path: str, step: int) -> None:
+    """Drop the lines of `metrics.jsonl` after `step`, where a run starting at `step` (0: a fresh one)
+    continues: a resumed run logs again the steps after its checkpoint, which the run it resumes had
+    logged already. A half-written line (of a killed run) goes too. Rewritten as a new file renamed
+    over the old, so a crash leaves one or the other."""
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    kept = []
+    for line in lines:
+        try:
+            if line.endswith("\n") and json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            pass
+    if kept == lines:
+        return
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.writelines(kept)
+    os.replace(path + ".tmp", path)
+
+
 class Monitor:
     """Logs on the main process only; every other rank gets a Monitor that does nothing."""
 
@@ -56,7 +81,9 @@ class Monitor:
 
         os.makedirs(config.tensorboard_dir, exist_ok=True)
         self.writer = SummaryWriter(config.tensorboard_dir)
-        self.jsonl = open(os.path.join(config.tensorboard_dir, "metrics.jsonl"), "a", encoding="utf-8")
+        path = os.path.join(config.tensorboard_dir, "metrics.jsonl")
+        keep_metrics_until(path, first_step)
+        self.jsonl = open(path, "a", encoding="utf-8")
         self.bar = tqdm(total=total_steps, initial=first_step, desc="train", unit="step", file=sys.stderr,
                         dynamic_ncols=True)
 

@@ -1,14 +1,22 @@
 """Saving and loading the whole training state: checkpoints a run resumes from exactly.
 
     <save_dir>/step-00000012/
-        model/  optimizer/          booster.save_model / save_optimizer (sharded; ddp: optimizer.pt, whole)
-        lr_scheduler.pt             booster.save_lr_scheduler
-        rng/rank-00000.pt           each rank's torch, CUDA, numpy and Python generator states
+        model/  optimizer/          booster.save_model (safetensors shards) / save_optimizer (ColossalAI's
+                                    torch.save shards; ddp: optimizer.pt, whole)
+        lr_scheduler.json           the scheduler's state_dict
+        rng/rank-00000.safetensors  each rank's torch, CUDA, numpy and Python generator states
         state.json                  step, epoch, data position (global rows), tokens seen, global batch,
-                                    the model's signature
+                                    the model's signature, what the run trains on (identity.py)
         train_config.json           the resolved config
         tokenizer/                  the tokenizer the data was made with
-        files.json                  every file's size, written last: a truncated file is caught before loading
+        files.json                  every file's size and xxh3_64 content hash, written last
+
+Resuming runs no code from the folder: what this project writes is
+safetensors and JSON (`state_files.py`), and the files ColossalAI writes with
+torch.save are read under `safe_loading()` (weights_only, no TorchScript).
+Before anything is loaded, every file of files.json is checked: present,
+its size, then its hash (a truncated, flipped or replaced file is named and
+refused), and every .json / .safetensors must parse as one.
 
 The data position is a global row count, so a run resumes with another
 number of processes as long as the global batch (rows per optimizer step over
@@ -25,16 +33,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import random
 from dataclasses import dataclass
 
-import numpy as np
-import torch
 import torch.distributed as dist
 
 from colossal_llama.config import ConfigError
+from colossal_llama.safe_loading import UnsafeFileError, safe_loading
 from colossal_llama.tokenizer.folder import save_tokenizer
 from colossal_llama.training.checkpoint import atomic_checkpoint, latest_checkpoint, prune_checkpoints
+from colossal_llama.training.identity import check_same_run
+from colossal_llama.training.state_files import (check_formats, index_files, load_rng, load_scheduler, save_rng,
+                                                 save_scheduler, verify_files)
 
 
 @dataclass
@@ -48,31 +57,9 @@ class TrainState:
     """Label tokens trained on in all."""
 
 
-def rng_states() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def set_rng_states(states: dict) -> None:
-    torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
-    random.setstate(states["python"])
-    if states["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
-
-
-def list_files(folder: str) -> dict:
-    sizes = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(root, name)
-            sizes[os.path.relpath(path, folder)] = os.path.getsize(path)
-    return sizes
 
 
 def save_checkpoint(run) -> str:
@@ -81,23 +68,28 @@ def save_checkpoint(run) -> str:
     with atomic_checkpoint(cfg.save_dir, state.step, is_main=run.is_main, barrier=barrier) as folder:
         run.booster.save_model(run.model, os.path.join(folder, "model"), shard=True, use_safetensors=True)
         run.booster.save_optimizer(run.optimizer, optimizer_path(run, folder), shard=run.config.plugin != "ddp")
-        run.booster.save_lr_scheduler(run.scheduler, os.path.join(folder, "lr_scheduler.pt"))
+        if run.is_main:  # the same schedule on every rank
+            save_scheduler(os.path.join(folder, "lr_scheduler.json"), run.scheduler)
         os.makedirs(os.path.join(folder, "rng"), exist_ok=True)
-        torch.save(rng_states(), os.path.join(folder, "rng", f"rank-{run.rank:05d}.pt"))
+        save_rng(rng_path(folder, run.rank))
         if run.is_main:
             info = {"state": dataclasses.asdict(state), "global_batch": run.train.global_batch,
                     "dp_size": run.dp_size, "seed": cfg.seed, "model": run.signature,
-                    "lora_rank": cfg.lora_rank}
+                    "lora_rank": cfg.lora_rank, "run": run.identity}
             _write_json(os.path.join(folder, "state.json"), info)
             _write_json(os.path.join(folder, "train_config.json"), cfg.to_dict())
             save_tokenizer(run.tokenizer, os.path.join(folder, "tokenizer"))
         barrier()
         if run.is_main:
-            _write_json(os.path.join(folder, "files.json"), list_files(folder))
+            _write_json(os.path.join(folder, "files.json"), index_files(folder))
     if run.is_main:
         prune_checkpoints(cfg.save_dir, cfg.keep_last_n_checkpoints)
     barrier()
     return os.path.join(cfg.save_dir, f"step-{state.step:08d}")
+
+
+def rng_path(folder: str, rank: int) -> str:
+    return os.path.join(folder, "rng", f"rank-{rank:05d}.safetensors")
 
 
 def optimizer_path(run, folder: str) -> str:
@@ -116,11 +108,14 @@ def resolve_checkpoint(path: str | None, save_dir: str) -> str | None:
     return path
 
 
-def read_checkpoint_info(folder: str) -> dict:
-    """state.json of a complete, untruncated checkpoint.
+def read_checkpoint_info(folder: str, weights_only: bool = False) -> dict:
+    """state.json of a complete checkpoint whose files all match files.json (sizes, then hashes).
+
+    `weights_only` also accepts an older checkpoint whose files.json has sizes only (checked).
 
     Raises:
-        ConfigError: a missing folder, a partial or truncated checkpoint.
+        ConfigError: a missing folder, a partial checkpoint, a missing, truncated or changed file, a .json or
+            .safetensors file that is not one, or a checkpoint of an older version (no hashes).
     """
     if not os.path.isdir(folder):
         raise ConfigError(f"--load_checkpoint {folder}: folder does not exist")
@@ -128,21 +123,32 @@ def read_checkpoint_info(folder: str) -> dict:
     if not os.path.isfile(files_path):
         raise ConfigError(f"--load_checkpoint {folder}: not a complete checkpoint (no files.json: the save did not "
                           "finish); load the previous one")
+    expected = _read_json(folder, "files.json")
+    verify_files(folder, expected, f"--load_checkpoint {folder}", sizes_only_ok=weights_only)
+    check_formats(folder, expected, f"--load_checkpoint {folder}")
+    return _read_json(folder, "state.json")
+
+
+def _read_json(folder: str, name: str):
     try:
-        with open(files_path, encoding="utf-8") as f:
-            expected = json.load(f)
-        with open(os.path.join(folder, "state.json"), encoding="utf-8") as f:
-            info = json.load(f)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"--load_checkpoint {folder}: unreadable checkpoint index ({exc})") from exc
-    for name, size in expected.items():
-        path = os.path.join(folder, name)
-        if not os.path.isfile(path):
-            raise ConfigError(f"--load_checkpoint {folder}: {name} is missing")
-        if os.path.getsize(path) != size:
-            raise ConfigError(f"--load_checkpoint {folder}: {name} is truncated or changed "
-                              f"({os.path.getsize(path)} bytes, {size} when saved)")
-    return info
+        with open(os.path.join(folder, name), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--load_checkpoint {folder}: {name} is unreadable or not valid JSON ({exc})") from exc
+
+
+def _load_part(folder: str, name: str, load) -> None:
+    """Run one loader under safe_loading(); any failure becomes a ConfigError naming the file."""
+    with safe_loading() as refused:
+        try:
+            load()
+        except Exception as exc:  # torch/safetensors raise many kinds on damaged files
+            if refused or isinstance(exc, UnsafeFileError):  # (a loader may reword the refusal)
+                bad = refused[0] if refused else exc
+                where = os.path.relpath(bad.path, folder)
+                raise ConfigError(f"--load_checkpoint {folder}: {where}: {bad.reason}") from None
+            raise ConfigError(f"--load_checkpoint {folder}: corrupt checkpoint, {name} ({type(exc).__name__}: "
+                              f"{exc})") from exc
 
 
 def check_same_model(folder: str, saved: dict, signature: dict) -> None:
@@ -156,37 +162,32 @@ def load_checkpoint(run, folder: str) -> None:
     """Restore model, optimizer, scheduler, RNG and data position from `folder`.
 
     Raises:
-        ConfigError: a partial, truncated or corrupt checkpoint, another model, or another global batch.
+        ConfigError: a partial, truncated or corrupt checkpoint, another model, another global batch, or
+            other data or settings (identity.py names each).
     """
     info = read_checkpoint_info(folder)
     check_same_model(folder, info["model"], run.signature)
-    if info.get("lora_rank", 0) != run.config.lora_rank:
-        raise ConfigError(f"--load_checkpoint {folder}: saved with --lora_rank {info.get('lora_rank', 0)}, "
-                          f"this run has {run.config.lora_rank}")
     if info["global_batch"] != run.train.global_batch:
         raise ConfigError(
             f"--load_checkpoint {folder}: saved with a global batch of {info['global_batch']} rows per step "
             f"({info['dp_size']} data-parallel processes), this run has {run.train.global_batch}; set --batch_size "
             f"x --accumulation_steps x processes to {info['global_batch']} to resume, or use --weights_only")
-    if info["seed"] != run.config.seed:
-        raise ConfigError(f"--load_checkpoint {folder}: saved with --seed {info['seed']}, this run has "
-                          f"{run.config.seed} (the data order would change)")
-    try:
-        run.booster.load_model(run.model, os.path.join(folder, "model"))
-        run.booster.load_optimizer(run.optimizer, optimizer_path(run, folder))
-        run.booster.load_lr_scheduler(run.scheduler, os.path.join(folder, "lr_scheduler.pt"))
-        rng = os.path.join(folder, "rng", f"rank-{run.rank:05d}.pt")
-        if os.path.exists(rng):  # a new rank (more processes than before) keeps its seeded state
-            set_rng_states(torch.load(rng, weights_only=False))
-    except Exception as exc:  # torch/safetensors raise many kinds on damaged files
-        raise ConfigError(f"--load_checkpoint {folder}: corrupt checkpoint ({type(exc).__name__}: {exc})") from exc
+    check_same_run(folder, info.get("run"), run.identity)
+    optimizer = optimizer_path(run, folder)
+    _load_part(folder, "model", lambda: run.booster.load_model(run.model, os.path.join(folder, "model")))
+    _load_part(folder, os.path.basename(optimizer), lambda: run.booster.load_optimizer(run.optimizer, optimizer))
+    _load_part(folder, "lr_scheduler.json",
+               lambda: load_scheduler(os.path.join(folder, "lr_scheduler.json"), run.scheduler))
+    rng = rng_path(folder, run.rank)
+    if os.path.exists(rng):  # a new rank (more processes than before) keeps its seeded state
+        _load_part(folder, os.path.relpath(rng, folder), lambda: load_rng(rng))
     run.state = TrainState(**info["state"])
 
 
 def load_weights(run, folder: str) -> None:
     """Only the model weights, from a checkpoint or an HF model folder (the start of a new stage)."""
     if os.path.isfile(os.path.join(folder, "files.json")):
-        info = read_checkpoint_info(folder)
+        info = read_checkpoint_info(folder, weights_only=True)
         check_same_model(folder, info["model"], run.signature)
         source = os.path.join(folder, "model")
     elif os.path.isfile(os.path.join(folder, "config.json")):
@@ -197,7 +198,10 @@ def load_weights(run, folder: str) -> None:
         raise ConfigError(f"--load_checkpoint {folder}: neither a checkpoint (files.json) nor an HF model folder "
                           "(config.json)")
     try:
-        run.booster.load_model(run.model, source)
+        with safe_loading():
+            run.booster.load_model(run.model, source)
+    except UnsafeFileError as exc:
+        raise ConfigError(f"--load_checkpoint {folder}: {exc}") from None
     except Exception as exc:
         raise ConfigError(f"--load_checkpoint {folder}: cannot load its weights into this model "
                           f"({type(exc).__name__}: {exc})") from exc

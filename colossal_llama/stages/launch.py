@@ -1,0 +1,101 @@
+"""train.py through a recipe's launcher: the command line, its environment, and the process that runs it.
+
+    code = run_launcher(launch_command(recipe, config_path), launch_env(recipe.launcher, os.environ))
+
+`colossalai run` is the one launcher that goes through a shell, locally and
+over ssh (colossalai/cli/launcher/run.py and multinode_runner.py): it joins
+train.py's command line with spaces, exports every environment variable as
+`NAME="value"` and changes to its working folder with only spaces escaped.
+So for it each argument bound for that command line is quoted with
+`shlex.quote`, each exported value is escaped for double quotes, and the
+working folder is the repository (checked once by `check_launcher`): a run
+folder named `r$(touch X) 'q' ;x` stays a name. torchrun and python take an
+argument list; nothing is quoted for them.
+
+Every launcher runs in the repository folder, under a lifeline
+(colossal_llama.lifeline) that ends it and its trainers when the runner dies.
+torchrun and colossalai run get a free rendezvous port unless the recipe
+names one, so two runs on one machine do not meet on torchrun's usual 29500.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+
+from colossal_llama.stages.recipe import Launcher, Recipe, RecipeError
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+SHELL_WORD_WITH_SPACES = re.compile(r"[\w@%+=:,./ -]+")  # what fabric's `cd` keeps literal (it escapes spaces)
+
+
+def check_launcher(recipe: Recipe) -> None:
+    """Raises RecipeError if `colossalai run` could not change to the repository folder without a shell reading it."""
+    if recipe.launcher.command == "colossalai" and not SHELL_WORD_WITH_SPACES.fullmatch(REPO):
+        raise RecipeError(f"{recipe.path}: launcher.command: colossalai run changes to {REPO} through a shell "
+                          "without quoting it, and that path has characters a shell reads; move the repository to "
+                          "a plainer path, or use `launcher: {command: torchrun}` on one node")
+
+
+def free_port() -> int:
+    """A TCP port no one holds now (the system picks it); torchrun binds it a moment later."""
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def master_addr(launcher: Launcher) -> str | None:
+    """The address given, or the first host of a hostfile of several: what `colossalai run` would pick itself, and
+    then put on its command line unquoted."""
+    given = launcher.master_addr
+    if given not in (None, "127.0.0.1") or not launcher.hostfile or not os.path.isfile(launcher.hostfile):
+        return given
+    with open(launcher.hostfile, encoding="utf-8") as f:
+        hosts = [line.strip() for line in f if line.strip()]
+    return hosts[0] if len(hosts) > 1 else given
+
+
+def launch_command(recipe: Recipe, config_path: str) -> list[str]:
+    """train.py through the recipe's launcher (same flags for one node or a hostfile of many), run from REPO."""
+    launcher, bin_dir = recipe.launcher, os.path.dirname(sys.executable)
+    script = [os.path.join(REPO, "train.py"), "--config", config_path]
+    if launcher.command == "python":
+        return [sys.executable, *script]
+    port = ["--master_port", str(launcher.master_port or free_port())]
+    if launcher.command == "torchrun":
+        return [os.path.join(bin_dir, "torchrun"), "--nproc_per_node", str(launcher.nproc_per_node), *port, *script]
+    command = [os.path.join(bin_dir, "colossalai"), "run", "--nproc_per_node", str(launcher.nproc_per_node), *port]
+    if launcher.hostfile:  # read by colossalai run itself: a plain path
+        command += ["--hostfile", os.path.abspath(launcher.hostfile)]
+    address = master_addr(launcher)
+    if address:
+        command += ["--master_addr", shlex.quote(address)]
+    # the script relative to REPO: colossalai run wants a name ending in .py, which a quoted path may not
+    return command + ["train.py", "--config", shlex.quote(config_path)]
+
+
+def launch_env(launcher: Launcher, environ) -> dict[str, str]:
+    """The launcher's environment: this interpreter's scripts first on PATH (colossalai run starts `torchrun` by
+    name), PWD the repository; for colossalai run, values escaped for the double quotes it exports them in."""
+    env = dict(environ, PATH=os.path.dirname(sys.executable) + os.pathsep + environ.get("PATH", ""), PWD=REPO)
+    if launcher.command != "colossalai":
+        return env
+    # a name that is no shell identifier would fail colossalai run's `export` (and with it the launch)
+    return {name: re.sub(r'([\\$`"])', r"\\\1", value) for name, value in env.items() if SHELL_NAME.fullmatch(name)}
+
+
+def run_launcher(command: list[str], env: dict[str, str]) -> int:
+    """Run `command` from REPO under a lifeline that ends it, and the trainers, if this process dies."""
+    process = subprocess.Popen([sys.executable, "-m", "colossal_llama.lifeline", str(os.getpid()), *command],
+                               cwd=REPO, env=env)
+    try:
+        return process.wait()
+    finally:
+        if process.poll() is None:  # interrupted (Ctrl-C): the lifeline ends the launcher's processes
+            process.terminate()
+            process.wait()

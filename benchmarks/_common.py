@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import filecmp
 import os
+import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
+from typing import NamedTuple
 
 import psutil
 
@@ -37,15 +41,32 @@ def make_llama2_tokenizer(out: str) -> str:
         return save_llama_tokenizer(f.read(), out)
 
 
-def run_once(command: list[str]) -> tuple[float, int, str]:
-    """Wall seconds, peak summed RSS of the process tree (bytes), stderr."""
+class Run(NamedTuple):
+    wall: float
+    """Seconds, interpreter start to exit."""
+    rss: int
+    """Peak of the summed RSS of the process and its workers (bytes): counts the pages that
+    forked workers share with the parent once per process."""
+    pss: int
+    """Peak of the summed PSS (bytes): shared pages split among the processes sharing them."""
+    stderr: str
+
+    def phases(self) -> dict[str, float]:
+        """{"tokenize": s, "pack": s, "write": s} from the command's `time:` line."""
+        line = next((x for x in self.stderr.splitlines() if x.startswith("time:")), "time:")
+        return {k: float(v) for k, v in re.findall(r"(\w+) ([\d.]+) s", line)}
+
+
+def run_once(command: list[str]) -> Run:
+    """Run a preparation command; its wall time, peak memory (sampled every 100 ms) and stderr."""
     start = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    root, peak = psutil.Process(proc.pid), 0
+    root, rss, pss = psutil.Process(proc.pid), 0, 0
     while proc.poll() is None:
         try:
-            rss = root.memory_info().rss + sum(c.memory_info().rss for c in root.children(recursive=True))
-            peak = max(peak, rss)
+            tree = [root] + root.children(recursive=True)
+            rss = max(rss, sum(p.memory_info().rss for p in tree))
+            pss = max(pss, sum(p.memory_full_info().pss for p in tree))
         except psutil.Error:
             pass
         time.sleep(0.1)
@@ -53,7 +74,51 @@ def run_once(command: list[str]) -> tuple[float, int, str]:
     out, err = proc.communicate()
     if proc.returncode != 0:
         sys.exit(f"preparation failed ({proc.returncode}):\n{err}")
-    return wall, peak, err
+    return Run(wall, rss, pss, err)
+
+
+def same_files(a: str, b: str) -> bool:
+    """Do folders `a` and `b` hold the same files, byte for byte?"""
+    def listing(root):
+        return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, files in os.walk(root) for f in files)
+
+    names = listing(a)
+    return names == listing(b) and all(filecmp.cmp(os.path.join(a, n), os.path.join(b, n), shallow=False)
+                                       for n in names)
+
+
+def report_runs(runs: list[Run], tokens: int, old_seconds: float | None, label: str) -> list[str]:
+    """Wall time, phases, throughput (against the old script's time on the same corpus, when measured)
+    and peak memory of `runs`: medians, and the best run."""
+    walls = sorted(r.wall for r in runs)
+    wall = statistics.median(walls)
+    phases = {k: statistics.median(r.phases().get(k, 0.0) for r in runs) for k in ("tokenize", "pack", "write")}
+    versus = lambda w: f" = {old_seconds / w:.1f}x the old script" if old_seconds else ""  # noqa: E731
+    lines = [
+        f"wall time         {wall:.2f} s median of {len(walls)} ({', '.join(f'{w:.2f}' for w in walls)}); {label}",
+        "phases (medians)  " + ", ".join(f"{k} {v:.2f} s ({v / wall:.0%})" for k, v in phases.items())
+        + f"; pack + write {(phases['pack'] + phases['write']) / wall:.1%} of the run",
+        f"throughput        median {tokens / wall:,.0f} tokens/s{versus(wall)}, "
+        f"best {tokens / walls[0]:,.0f} tokens/s{versus(walls[0])}",
+        f"peak memory       {max(r.rss for r in runs) / 2**20:,.0f} MiB summed RSS, "
+        f"{max(r.pss for r in runs) / 2**20:,.0f} MiB summed PSS (process + workers)",
+    ]
+    return lines
+
+
+def print_speed(runs: list[Run], hf_runs: list[Run], identical: bool | None, tokens: int,
+                old_seconds: float | None, label: str) -> None:
+    """The speed lines of a data benchmark: the default encoder's runs, then the `--encoder hf` ones."""
+    old = (f"old script {old_seconds:.0f} s = {tokens / old_seconds:,.0f} tokens/s (measured, not run here)"
+           if old_seconds else "no measured figure of the old script for this corpus")
+    for line in report_runs(runs, tokens, old_seconds, f"{label}; {old}"):
+        print(line)
+    if hf_runs:
+        print("--encoder hf:")
+        for line in report_runs(hf_runs, tokens, old_seconds, "the HF tokenizer"):
+            print("  " + line)
+        print(f"shards            {'byte-identical' if identical else 'DIFFERENT'} with the default encoder and "
+              "with --encoder hf")
 
 
 def benchmark_parser(doc: str, corpus: str, max_length: int) -> argparse.ArgumentParser:
@@ -65,4 +130,7 @@ def benchmark_parser(doc: str, corpus: str, max_length: int) -> argparse.Argumen
     p.add_argument("--max_length", type=int, default=max_length)
     p.add_argument("--num_workers", type=int, default=os.cpu_count())
     p.add_argument("--runs", type=int, default=5, help="timed runs; the median and the best are reported")
+    p.add_argument("--hf_runs", type=int, default=1,
+                   help="timed runs with --encoder hf, interleaved with the others; the shards must be identical "
+                   "(0: none)")
     return p

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 
 ON_ERROR_CHOICES = ("raise", "skip")
+ENCODER_CHOICES = ("auto", "hf")
 
 
 class ConfigError(ValueError):
@@ -65,6 +66,12 @@ class DataConfig:
     chunk_bytes: int = 8 << 20
     """Upper bound of the size of one map-step input chunk (bounds worker memory)."""
 
+    encoder: str = "auto"
+    """How token ids are computed. `auto`: the fastest way that gives the HF tokenizer's ids (for LLaMA-2
+    style SentencePiece tokenizers, `sentencepiece` itself, 1.7x faster, after its ids are compared with
+    the HF tokenizer's on edge cases and on a sample of the input; the manifest's `tokenizer.encoder` says
+    which and why). `hf`: always the HF tokenizer. Both give the same shards."""
+
     def __post_init__(self) -> None:
         if isinstance(self.data_input_dirs, str):
             self.data_input_dirs = [d for d in self.data_input_dirs.split(",") if d.strip()]
@@ -80,6 +87,8 @@ class DataConfig:
             raise ConfigError(f"--on_error must be one of {ON_ERROR_CHOICES}, got {self.on_error!r}")
         if self.max_record_bytes < 1:
             raise ConfigError(f"--max_record_bytes must be positive, got {self.max_record_bytes}")
+        if self.encoder not in ENCODER_CHOICES:
+            raise ConfigError(f"--encoder must be one of {ENCODER_CHOICES}, got {self.encoder!r}")
         if self.chunk_bytes < 1:
             raise ConfigError(f"chunk_bytes must be positive, got {self.chunk_bytes}")
 
@@ -158,6 +167,7 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max_record_bytes", type=int, default=16 << 20, help=h("max_record_bytes"))
     p.add_argument("--recursive", action="store_true", help=h("recursive"))
     p.add_argument("--overwrite", action="store_true", help=h("overwrite"))
+    p.add_argument("--encoder", choices=ENCODER_CHOICES, default="auto", help=h("encoder"))
 
 
 def pretrain_data_parser() -> argparse.ArgumentParser:

@@ -196,8 +196,10 @@ def test_benchmarks_run_on_bundled_data(sp_tokenizer_dir):
                           cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "362 records" in done.stdout and "(100.00% accounted for)" in done.stdout
+    assert "encoder sentencepiece: SentencePiece BPE" in done.stdout and "phases (medians)  tokenize" in done.stdout
+    assert "byte-identical with the default encoder and with --encoder hf" in done.stdout  # one --encoder hf run
     done = subprocess.run([sys.executable, "benchmarks/prepare_sft.py", "--input_dir", SAMPLE_SFT,
-                           "--llama_version", "2", *common], cwd=REPO, capture_output=True, text=True)
+                           "--llama_version", "2", *common, "--hf_runs", "0"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "conversations     kept 160" in done.stdout and "fill no-pack (--no-pack)" in done.stdout
     assert "fill within (--pack_within_category)" in done.stdout

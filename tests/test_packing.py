@@ -105,7 +105,7 @@ def fake_spill(folder, docs_per_chunk=60, max_doc=160, masked_prefixes=True, see
             documents.append((ids[start : start + n].tolist(), labels[start : start + n].tolist(), cats[c]))
             start += n
         ids.tofile(spill_path(folder, index, "ids"))
-        labels.tofile(spill_path(folder, index, "labels"))
+        (labels != -100).astype(np.uint8).tofile(spill_path(folder, index, "trained"))
         np.stack([local, lengths], axis=1).astype(np.int64).tofile(spill_path(folder, index, "docs"))
         results.append(ChunkResult(index, records=docs_per_chunk, tokens=int(lengths.sum()), categories=cats))
     return results, documents
@@ -113,7 +113,8 @@ def fake_spill(folder, docs_per_chunk=60, max_doc=160, masked_prefixes=True, see
 
 def reduce_fake(tmp_path, name, max_length, bins, seed, **plan_kw):
     """plan_rows + write_buckets over a fake spill; returns (arrow folder, parts, plan, documents)."""
-    from colossal_llama.data.buckets import SpillReader, load_doc_table, plan_rows, write_buckets
+    from colossal_llama.data.buckets import plan_rows, write_buckets
+    from colossal_llama.data.spill import SpillReader, load_doc_table
 
     spill = str(tmp_path / "spill")
     results, documents = fake_spill(spill)
@@ -238,3 +239,28 @@ def test_across_categories_fills_rows_one_category_cannot(tmp_path):
         fill[across] = sum(row_tokens) / (100 * len(plan.rows))
         assert max(row_tokens) <= 100 and sorted(i for r in plan.rows for i in r) == list(range(40))
     assert fill == {False: 2000 / 3000, True: 1.0}
+
+
+def test_spill_pages_are_released_above_the_budget(tmp_path, monkeypatch):
+    """The write step's memory stays flat: pages read from a spill over MAPPED_BUDGET leave the process."""
+    import psutil
+
+    from colossal_llama.data.mapstep import ChunkResult, spill_path
+    from colossal_llama.data.spill import SpillReader
+
+    n = 8 << 20  # 32 MiB of ids, 8 MiB of trained flags
+    np.arange(n, dtype=np.int32).tofile(spill_path(str(tmp_path), 0, "ids"))
+    (np.arange(n) % 3 != 0).astype(np.uint8).tofile(spill_path(str(tmp_path), 0, "trained"))
+    reader = SpillReader(str(tmp_path), [ChunkResult(0)])
+    rss = lambda: psutil.Process().memory_info().rss  # noqa: E731
+    before = rss()
+    ids, labels, trained = reader.gather([(0, 0, n // 2), (0, n // 2, n - n // 2)])
+    assert ids[-1] == n - 1 and labels[3] == -100 and labels[4] == 4 and trained.sum() == n - (n + 2) // 3
+    del ids, labels, trained
+    read = rss()
+    assert read - before > 32 << 20  # the mapped pages count while they are mapped
+    reader.release()  # 40 MiB is under the budget: kept
+    assert rss() > read - (8 << 20)
+    monkeypatch.setattr(SpillReader, "MAPPED_BUDGET", 1 << 20)
+    reader.release()
+    assert rss() < read - (32 << 20)

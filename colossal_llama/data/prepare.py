@@ -19,11 +19,13 @@ import time
 from tqdm import tqdm
 
 from colossal_llama.config import ConfigError, DataConfig
-from colossal_llama.data.buckets import SpillReader, load_doc_table, plan_rows, write_buckets
+from colossal_llama.data.buckets import plan_rows, write_buckets
+from colossal_llama.data.encoder_check import check_encoder_on_input
 from colossal_llama.data.manifest import build_manifest, count_per_input, input_files, summary_table
 from colossal_llama.data.mapstep import (ChunkBadRecord, MapSettings, WorkerDied, preload_encoder, release_encoder,
                                         run_map, spill_path, worker_pool)
 from colossal_llama.data.records import DataError, count_lines_before, discover_input_files, plan_chunks
+from colossal_llama.data.spill import SpillReader, load_doc_table
 from colossal_llama.outputs import OutputError, check_output_free, staged_output
 from colossal_llama.tokenizer.encoder import FastEncoder
 from colossal_llama.tokenizer.loading import TokenizerError, describe_tokenizer, load_tokenizer
@@ -102,6 +104,8 @@ def _prepare_into(tmp: str, paths: list[str], chunks, pool, info, config, kind, 
         extra["manifest"] = job.finish(tmp, tokenizer, kind)
 
     results = map_inputs(chunks, settings, pool, meanwhile)
+    if pool is not None:  # done with the workers: their memory is not held through packing and writing
+        pool.shutdown(wait=True)
     mapped = time.perf_counter()
     empty = check_empty_files(paths, chunks, results, config.on_error)
     table = load_doc_table(spill, results)
@@ -118,7 +122,7 @@ def _prepare_into(tmp: str, paths: list[str], chunks, pool, info, config, kind, 
     # what the rows depend on: not the paths, the workers or the chunking, which never change them
     settings_that_matter = {k: v for k, v in config.to_dict().items()
                             if k not in ("data_input_dirs", "data_output_dirs", "tokenizer_dir", "num_workers",
-                                         "chunk_bytes", "overwrite", "on_error", "recursive")}
+                                         "chunk_bytes", "overwrite", "on_error", "recursive", "encoder")}
     if settings_that_matter.get("pack_within_category"):  # the rows made before the flag existed: same identity
         del settings_that_matter["pack_within_category"]
     identity = json.dumps([job.name, info.fingerprint, [i["sha256"] for i in inputs], settings_that_matter],
@@ -162,14 +166,17 @@ def prepare_dataset(config: DataConfig, job) -> dict:
         os.makedirs(os.path.join(tmp, "_spill"))
         tokenizer = load_tokenizer(config.tokenizer_dir)
         job.prepare_tokenizer(tokenizer)
-        info = describe_tokenizer(tokenizer, config.tokenizer_dir, os.path.join(tmp, "_spill"))
+        info = describe_tokenizer(tokenizer, config.tokenizer_dir, os.path.join(tmp, "_spill"), config.encoder)
         kind = job.make_kind(tokenizer, info)
-        if tokenizer.is_fast:
+        info = check_encoder_on_input(info, tokenizer, kind, paths)
+        if info.encoder.kind == "fast":
             preload_encoder(info.encoder, FastEncoder(backend=tokenizer.backend_tokenizer))
+        elif info.encoder.kind == "sentencepiece":
+            preload_encoder(info.encoder, info.encoder.build())
         pool = worker_pool(min(config.num_workers, len(chunks)))
         try:
             log(f"{len(paths)} input file(s) in {len(chunks)} chunk(s); tokenizer {info.class_name}, "
-                f"vocab {info.vocab_size}")
+                f"vocab {info.vocab_size}; encoder {info.encoder.kind}: {info.encoder_reason}")
             manifest = _prepare_into(tmp, paths, chunks, pool, info, config, kind, job, tokenizer)
         finally:
             release_encoder(info.encoder)

@@ -54,7 +54,11 @@ def load_for_inference(model_dir: str, device: str | None = None,
     if dtype not in DTYPES:
         raise InferenceError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     from colossal_llama.safe_loading import safe_loading
+    from colossal_llama.tokenizer.layout import folder_problem
 
+    problem = folder_problem(model_dir)  # a folder AutoTokenizer would load as another tokenizer
+    if problem:
+        raise InferenceError(f"{model_dir}: {problem}")
     try:
         with safe_loading() as refused:  # .bin weights: plain tensors only, never a TorchScript archive
             tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)

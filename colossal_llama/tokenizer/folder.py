@@ -18,7 +18,12 @@ checkpoints, exports, the stage runner's start models) goes through
   on `AGREEMENT_PROBES` (plus any texts given).
 
 A folder with only a fast tokenizer (byte-level BPE, no `tokenizer.model`) has
-no slow tokenizer to disagree with; it is checked for loading only.
+no slow tokenizer to disagree with; it is checked for loading only. So has a
+LLaMA-3 folder whose `tokenizer.model` is Meta's tiktoken ranks file: no
+slow tokenizer is built from it (`AutoTokenizer(use_fast=False)`, transformers
+4.51, returns the fast tokenizer for a `PreTrainedTokenizerFast` folder and
+fails with an AttributeError for a `PreTrainedTokenizer` or `LlamaTokenizer`
+one); see `layout.py`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 
+from colossal_llama.tokenizer.layout import sentencepiece_model
 from colossal_llama.tokenizer.loading import TokenizerError
 
 AGREEMENT_PROBES = (
@@ -62,8 +68,8 @@ def clean_tokenizer_config(folder: str, chat_template: str | None = None) -> Non
 
 
 def has_slow_tokenizer(folder: str) -> bool:
-    """Does the folder hold a SentencePiece model the slow tokenizer is built from?"""
-    return os.path.isfile(os.path.join(folder, "tokenizer.model"))
+    """Does the folder hold a SentencePiece model to build a slow tokenizer from (not a tiktoken file so named)?"""
+    return sentencepiece_model(folder) is not None
 
 
 def fast_slow_mismatch(folder: str, texts=(), fast=None, slow=None) -> str | None:

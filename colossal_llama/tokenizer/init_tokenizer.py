@@ -14,7 +14,10 @@ beside it.
 SentencePiece tokenizers (LLaMA-2 family, `tokenizer.model`) are expanded
 with real pieces (`expand.py`); byte-level BPE tokenizers (LLaMA-3 family,
 `tokenizer.json`) with vocabulary entries and the merges that form them
-(`expand_bpe.py`).
+(`expand_bpe.py`). The kind is read from the files' content (`expand_source`),
+not their names: LLaMA-3 folders often hold Meta's tiktoken ranks file as
+`tokenizer.model`, which is no SentencePiece model; it is ignored, and left
+out of the expanded folder (it would no longer match the vocabulary).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from colossal_llama.outputs import OutputError, staged_output
 from colossal_llama.tokenizer.expand import expand_sentencepiece
 from colossal_llama.tokenizer.expand_bpe import expand_byte_level_bpe, is_byte_level_bpe, not_single_tokens
 from colossal_llama.tokenizer.folder import AGREEMENT_PROBES, check_fast_slow, clean_tokenizer_config
+from colossal_llama.tokenizer.layout import sentencepiece_model, tokenizer_json
 from colossal_llama.tokenizer.loading import TokenizerError, load_tokenizer
 from colossal_llama.tokenizer.report import compression, corpus_texts, print_report
 
@@ -170,12 +174,15 @@ def save_sentencepiece_tokenizer(source_dir: str, model_proto: bytes, target: st
         drop_add_prefix_space(target)
 
 
-def save_byte_level_tokenizer(source_dir: str, tokenizer_json: bytes, target: str) -> None:
-    """The source folder's files with the expanded tokenizer.json."""
+def save_byte_level_tokenizer(source_dir: str, expanded_json: bytes, target: str) -> None:
+    """The source folder's files with the expanded tokenizer.json.
+
+    A `tokenizer.model` of the source (LLaMA-3's tiktoken ranks) is not copied: it lacks the new tokens.
+    """
     os.makedirs(target, exist_ok=True)
-    copy_tokenizer_files(source_dir, target, ("tokenizer.json",))
+    copy_tokenizer_files(source_dir, target, ("tokenizer.json", "tokenizer.model"))
     with open(os.path.join(target, "tokenizer.json"), "wb") as f:
-        f.write(tokenizer_json)
+        f.write(expanded_json)
 
 
 SAVERS = {"sentencepiece": save_sentencepiece_tokenizer, "byte_level_bpe": save_byte_level_tokenizer}
@@ -184,26 +191,32 @@ SAVERS = {"sentencepiece": save_sentencepiece_tokenizer, "byte_level_bpe": save_
 def expand_source(source_dir: str, candidates: list[str], allow_ascii: bool):
     """("sentencepiece" | "byte_level_bpe", Expansion) for the tokenizer in `source_dir`.
 
+    The kind is what the tokenizer is, as AutoTokenizer loads it: a
+    `tokenizer.json` whose model and pre-tokenizer are byte-level BPE defines
+    the tokenizer (a `tokenizer.model` beside it, LLaMA-3's tiktoken ranks, is
+    ignored); otherwise a `tokenizer.model` that parses as a SentencePiece
+    model (a SentencePiece `tokenizer.json` is its conversion, rebuilt).
+
     Raises:
         TokenizerError: neither a SentencePiece model nor a byte-level BPE tokenizer.json.
     """
-    model_path = os.path.join(source_dir, "tokenizer.model")
-    if os.path.isfile(model_path):
-        with open(model_path, "rb") as f:
-            return "sentencepiece", expand_sentencepiece(f.read(), candidates, allow_ascii)
-    json_path = os.path.join(source_dir, "tokenizer.json")
-    if os.path.isfile(json_path):
-        with open(json_path, encoding="utf-8") as f:
-            data = json.load(f)
-        if is_byte_level_bpe(data):
-            expansion = expand_byte_level_bpe(data, candidates, allow_ascii)
-            lost = not_single_tokens(expansion.model_proto, expansion.added)
-            if lost:  # the simulation disagreed with the library: leave those out, report them
-                expansion = expand_byte_level_bpe(data, [c for c in candidates if c not in set(lost)], allow_ascii)
-                expansion.unreachable += lost
-            return "byte_level_bpe", expansion
+    data = tokenizer_json(source_dir)
+    if data is not None and is_byte_level_bpe(data):
+        expansion = expand_byte_level_bpe(data, candidates, allow_ascii)
+        lost = not_single_tokens(expansion.model_proto, expansion.added)
+        if lost:  # the simulation disagreed with the library: leave those out, report them
+            expansion = expand_byte_level_bpe(data, [c for c in candidates if c not in set(lost)], allow_ascii)
+            expansion.unreachable += lost
+        return "byte_level_bpe", expansion
+    model = sentencepiece_model(source_dir)
+    if model is not None:
+        return "sentencepiece", expand_sentencepiece(model, candidates, allow_ascii)
+    model_type = (data or {}).get("model", {}).get("type")
+    found = [f"a tokenizer.json of model {model_type!r}" if data is not None else "no tokenizer.json"]
+    if os.path.isfile(os.path.join(source_dir, "tokenizer.model")):
+        found.append("a tokenizer.model that is not a SentencePiece model")
     raise TokenizerError(f"--source_tokenizer_dir {source_dir}: neither a SentencePiece tokenizer.model nor a "
-                         "byte-level BPE tokenizer.json; cannot expand it")
+                         f"byte-level BPE tokenizer.json ({', '.join(found)}); cannot expand it")
 
 
 def check_ascii_unchanged(old, new, texts: list[str], limit: int = 5000) -> None:
@@ -232,7 +245,7 @@ def init_tokenizer(config: ExpansionConfig) -> dict:
     """
     if os.path.exists(config.target_tokenizer_dir) and not config.overwrite:
         raise DataError(f"--target_tokenizer_dir {config.target_tokenizer_dir}: exists (add --overwrite to replace it)")
-    old = load_tokenizer(config.source_tokenizer_dir)
+    old = load_tokenizer(config.source_tokenizer_dir, "--source_tokenizer_dir")
     # a disagreement would be carried into the expansion, whose fast tokenizer is rebuilt from the slow one
     check_fast_slow(config.source_tokenizer_dir, what="--source_tokenizer_dir")
     candidates = read_piece_files(config.expand_tokens_file) + pieces_of_models(config.expand_from_spm)

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 from colossal_llama.tokenizer.encoder import EncoderSpec
+from colossal_llama.tokenizer.encoder_choice import choose_encoder
 
 
 class TokenizerError(ValueError):
@@ -37,11 +38,18 @@ class TokenizerInfo:
     characters in perfectly ordinary text (see `unk`)."""
 
     encoder: EncoderSpec
+    """How workers compute `tok(s)` (see `encoder_choice.py`)."""
 
     unk: tuple[int, str] | None = None
     """(id, text) of `<unk>`, or None. The id alone proves nothing (see
     `forbidden_tokens`), so a document holding it is bad input only when its
     text also holds the unk text (which the tokenizer turns into that id)."""
+
+    encoder_reason: str = ""
+    """Why `encoder` was chosen (the manifest's `tokenizer.encoder.reason`)."""
+
+    hf_encoder: EncoderSpec | None = None
+    """The HF path (`fast` or `slow`), which replaces `encoder` if that differs from it on the input."""
 
     def to_manifest(self) -> dict:
         return {
@@ -51,6 +59,7 @@ class TokenizerInfo:
             "fingerprint": self.fingerprint,
             "bos_token": self.bos_token,
             "eos_token": self.eos_token,
+            "encoder": {"kind": self.encoder.kind, "reason": self.encoder_reason},
         }
 
 
@@ -61,18 +70,25 @@ def load_tokenizer(tokenizer_dir: str, option: str = "--tokenizer_dir", trust_re
         option: the flag that named the folder, for the error messages.
         trust_remote_code: run a tokenizer class shipped in the folder (off: transformers' own classes only).
     Raises:
-        TokenizerError: the folder does not exist or holds no loadable tokenizer.
+        TokenizerError: the folder does not exist, holds no loadable tokenizer, or would load as a tokenizer
+            other than the one it describes (`layout.folder_problem`).
     """
     if not os.path.isdir(tokenizer_dir):
         raise TokenizerError(f"{option} {tokenizer_dir}: folder does not exist")
     from transformers import AutoTokenizer
 
+    from colossal_llama.tokenizer.layout import folder_problem, unloadable_reason
+
+    problem = folder_problem(tokenizer_dir)
+    if problem:
+        raise TokenizerError(f"{option} {tokenizer_dir}: {problem}")
     try:
         return AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=trust_remote_code)
     except Exception as exc:  # HF raises many types here (OSError, ValueError, TypeError)
+        reason = unloadable_reason(tokenizer_dir) or " ".join(str(exc).split())
         raise TokenizerError(
             f"{option} {tokenizer_dir}: no loadable tokenizer there "
-            f"(expected tokenizer.json, or tokenizer.model with tokenizer_config.json): {exc}"
+            f"(expected tokenizer.json, or tokenizer.model with tokenizer_config.json): {reason}"
         ) from exc
 
 
@@ -95,11 +111,13 @@ def _single_id(tokenizer, token: str, role: str) -> int:
     return ids[0]
 
 
-def describe_tokenizer(tokenizer, tokenizer_dir: str, workdir: str) -> TokenizerInfo:
+def describe_tokenizer(tokenizer, tokenizer_dir: str, workdir: str, encoder: str = "auto") -> TokenizerInfo:
     """Check the tokenizer is usable for document packing and describe it.
 
     For a fast tokenizer, its backend (as configured by transformers at load
-    time) is saved to `workdir/encoder.json` for worker processes.
+    time) is saved to `workdir/encoder.json` for worker processes; the
+    encoder is the fastest exact one (`encoder_choice.choose_encoder`), or
+    the HF path with `encoder="hf"`.
 
     Raises:
         TokenizerError: no BOS or EOS token, or one that is not a single id.
@@ -120,6 +138,7 @@ def describe_tokenizer(tokenizer, tokenizer_dir: str, workdir: str) -> Tokenizer
         spec = EncoderSpec("fast", path)
     else:
         spec = EncoderSpec("slow", tokenizer_dir)
+    chosen, reason = choose_encoder(tokenizer, tokenizer_dir, workdir, spec, allow_sentencepiece=encoder == "auto")
     return TokenizerInfo(
         name_or_path=str(tokenizer.name_or_path),
         class_name=type(tokenizer).__name__,
@@ -130,6 +149,8 @@ def describe_tokenizer(tokenizer, tokenizer_dir: str, workdir: str) -> Tokenizer
         bos_id=bos_id,
         eos_id=eos_id,
         forbidden_tokens=tuple((i, tokenizer.convert_ids_to_tokens(i)) for i in sorted(special)),
-        encoder=spec,
+        encoder=chosen,
         unk=(tokenizer.unk_token_id, tokenizer.unk_token) if tokenizer.unk_token_id is not None else None,
+        encoder_reason=reason,
+        hf_encoder=spec,
     )

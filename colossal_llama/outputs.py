@@ -32,6 +32,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -74,7 +75,8 @@ def _take_lock(path: str):
 def remove_stale_staging(out: str) -> list[str]:
     """Delete the staging folders of `out` left by dead runs; returns the deleted paths."""
     parent = os.path.dirname(os.path.abspath(out)) or "."
-    prefix = os.path.basename(os.path.abspath(out)) + ".tmp-"
+    # exactly the names mkdtemp gives (8 characters of its alphabet), so a user's own folder is never taken
+    staging = re.compile(re.escape(os.path.basename(os.path.abspath(out))) + r"\.tmp-[a-z0-9_]{8}")
     removed = []
     try:
         names = os.listdir(parent)
@@ -82,7 +84,7 @@ def remove_stale_staging(out: str) -> list[str]:
         return removed
     for name in sorted(names):
         folder = os.path.join(parent, name)
-        if not name.startswith(prefix) or not os.path.isdir(folder) or os.path.islink(folder):
+        if not staging.fullmatch(name) or not os.path.isdir(folder) or os.path.islink(folder):
             continue
         lock_path = os.path.join(folder, LOCK_NAME)
         if not os.path.exists(lock_path):

@@ -131,3 +131,17 @@ def test_publish_refuses_a_folder_filled_meanwhile(tmp_path):
             out.mkdir()
             (out / "theirs").write_text("x")
     assert os.listdir(out) == ["theirs"] and sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_only_staging_folders_are_cleaned(tmp_path):
+    """A user's folder that merely starts like a staging folder is never touched, however old."""
+    from colossal_llama.outputs import remove_stale_staging
+
+    mine = tmp_path / "out.tmp-my-notes"
+    mine.mkdir()
+    os.utime(mine, (0, 0))  # far older than the grace period for lockless staging folders
+    stale = tmp_path / "out.tmp-abc_1234"
+    stale.mkdir()
+    os.utime(stale, (0, 0))
+    assert remove_stale_staging(str(tmp_path / "out")) == [str(stale)]
+    assert mine.is_dir()

@@ -61,7 +61,7 @@ def _umask() -> int:
     return mask
 
 
-def _take_lock(path: str):
+def take_lock(path: str):
     """An open file holding an exclusive flock on `path`, or None when someone else holds it."""
     f = open(path, "a+")
     try:
@@ -94,7 +94,7 @@ def remove_stale_staging(out: str) -> list[str]:
                     removed.append(folder)
             continue
         with contextlib.suppress(OSError):
-            lock = _take_lock(lock_path)
+            lock = take_lock(lock_path)
             if lock is None:
                 continue  # a live run owns it
             try:
@@ -164,7 +164,7 @@ def staged_output(out: str, overwrite: bool = False, flag: str = "output"):
     lock = None
     try:
         os.chmod(tmp, 0o777 & ~_umask())
-        lock = _take_lock(os.path.join(tmp, LOCK_NAME))
+        lock = take_lock(os.path.join(tmp, LOCK_NAME))
         yield tmp
         os.remove(os.path.join(tmp, LOCK_NAME))  # not part of the output; the lock itself holds until closed
         publish(tmp, out, overwrite, flag)

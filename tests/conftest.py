@@ -63,3 +63,14 @@ def pretrain_parts(tmp_path_factory, tiny_model_dir) -> list[str]:
     from helpers import prepare_parts
 
     return prepare_parts("pretrain", tiny_model_dir, str(tmp_path_factory.mktemp("pretrain_data") / "out"), 128, 2)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory, tiny_model_dir, pretrain_parts) -> str:
+    """The step-2 checkpoint of a 2-step run on `pretrain_parts` (read only: tests copy it before damaging it)."""
+    from helpers import run_train
+
+    out = tmp_path_factory.mktemp("two_step_run")
+    code, _ = run_train(tiny_model_dir, pretrain_parts, str(out), "--max_steps", "2")
+    assert code == 0
+    return str(out / "ck" / "step-00000002")

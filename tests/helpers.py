@@ -46,29 +46,45 @@ def sample_texts() -> list[str]:
     return [(r["source"] + "\n" + r["target"]).strip() for r in sample_records()]
 
 
-def build_llama3_style_tokenizer(texts: list[str], out_dir: str, vocab_size: int = 1500) -> str:
-    """A byte-level BPE tokenizer shaped like LLaMA-3's: split regex + ByteLevel,
-    special tokens, and a post-processor that always prepends BOS (so
-    `add_bos_token=False` has no effect on it)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+def llama3_pipeline(model):
+    """A `tokenizers.Tokenizer` around `model` with LLaMA-3's split regex, byte-level pre-tokenizer and decoder."""
+    from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers
 
-    tk = Tokenizer(models.BPE(ignore_merges=True))
+    tk = Tokenizer(model)
     tk.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
     ])
     tk.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tk.train_from_iterator(texts, trainer)
-    tk.add_special_tokens(LLAMA3_SPECIALS)
-    bos = LLAMA3_SPECIALS[0]
+    return tk
+
+
+def add_bos_specials(tk, specials: list[str]) -> str:
+    """Add `specials` (the first is BOS) and a post-processor that always prepends BOS; returns BOS."""
+    from tokenizers import processors
+
+    tk.add_special_tokens(specials)
+    bos = specials[0]
     tk.post_processor = processors.Sequence([
         processors.ByteLevel(trim_offsets=False),
         processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
                                       special_tokens=[(bos, tk.token_to_id(bos))]),
     ])
+    return bos
+
+
+def build_llama3_style_tokenizer(texts: list[str], out_dir: str, vocab_size: int = 1500) -> str:
+    """A byte-level BPE tokenizer shaped like LLaMA-3's: split regex + ByteLevel,
+    special tokens, and a post-processor that always prepends BOS (so
+    `add_bos_token=False` has no effect on it)."""
+    from tokenizers import models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = llama3_pipeline(models.BPE(ignore_merges=True))
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tk.train_from_iterator(texts, trainer)
+    bos = add_bos_specials(tk, LLAMA3_SPECIALS)
     hf = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token=bos, eos_token="<|end_of_text|>")
     hf.save_pretrained(out_dir)
     return out_dir
@@ -91,7 +107,7 @@ def build_llama3_sized_tokenizer(out_dir: str, regular: int = 128000) -> str:
     import itertools
     import string
 
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+    from tokenizers import models
     from transformers import PreTrainedTokenizerFast
 
     from colossal_llama.tokenizer.expand_bpe import byte_alphabet, to_byte_level
@@ -117,21 +133,10 @@ def build_llama3_sized_tokenizer(out_dir: str, regular: int = 128000) -> str:
         if len(vocab) == regular:
             break
         add(left, right)
-    tk = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=True))
-    tk.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
-    ])
-    tk.decoder = decoders.ByteLevel()
+    tk = llama3_pipeline(models.BPE(vocab=vocab, merges=merges, ignore_merges=True))
     specials = LLAMA3_NAMED_SPECIALS + [f"<|reserved_special_token_{i}|>"
                                         for i in range(3, 3 + 256 - len(LLAMA3_NAMED_SPECIALS))]
-    tk.add_special_tokens(specials)
-    bos = specials[0]
-    tk.post_processor = processors.Sequence([
-        processors.ByteLevel(trim_offsets=False),
-        processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
-                                      special_tokens=[(bos, tk.token_to_id(bos))]),
-    ])
+    bos = add_bos_specials(tk, specials)
     PreTrainedTokenizerFast(tokenizer_object=tk, bos_token=bos, eos_token="<|eot_id|>").save_pretrained(out_dir)
     set_tokenizer_config(out_dir, tokenizer_class="PreTrainedTokenizerFast")
     write_tiktoken_ranks(out_dir, vocab)

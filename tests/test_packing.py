@@ -227,7 +227,8 @@ def test_across_categories_invariants_and_determinism(tmp_path):
 
 def test_across_categories_fills_rows_one_category_cannot(tmp_path):
     """60%- and 40%-of-a-row documents: apart, every row of the first is 40% empty; together, none is."""
-    from colossal_llama.data.buckets import DocTable, plan_rows
+    from colossal_llama.data.buckets import plan_rows
+    from colossal_llama.data.spill import DocTable
 
     lengths = np.array([60] * 20 + [40] * 20)
     table = DocTable(chunk=np.zeros(40, np.int64), offset=np.concatenate(([0], np.cumsum(lengths)[:-1])),

@@ -215,24 +215,16 @@ def test_launcher_port_is_a_free_one_unless_given(tmp_path):
     from colossal_llama.stages.launch import launch_command
 
     recipe = base_recipe(str(tmp_path))
-    busy = socket.socket()
-    try:  # torchrun's usual port taken (by this socket, or by whoever already holds it)
-        busy.bind(("", 29500))
-        busy.listen()
-    except OSError:
-        pass
-    try:
-        for command in ("colossalai", "torchrun"):
-            recipe["launcher"] = {"command": command}
-            launch = launch_command(load_recipe(write_recipe(tmp_path, recipe), str(tmp_path / "run")), "t.json")
-            port = int(launch[launch.index("--master_port") + 1])
-            with socket.socket() as s:
-                s.bind(("", port))  # free
-            recipe["launcher"]["master_port"] = 29400
-            launch = launch_command(load_recipe(write_recipe(tmp_path, recipe), str(tmp_path / "run")), "t.json")
-            assert launch[launch.index("--master_port") + 1] == "29400"
-    finally:
-        busy.close()
+    for command in ("colossalai", "torchrun"):
+        recipe["launcher"] = {"command": command}
+        launch = launch_command(load_recipe(write_recipe(tmp_path, recipe), str(tmp_path / "run")), "t.json")
+        port = int(launch[launch.index("--master_port") + 1])
+        assert port != 29500  # torchrun's usual port is not the default
+        with socket.socket() as s:
+            s.bind(("", port))  # free
+        recipe["launcher"]["master_port"] = 29400  # given: used as it is (never bound here)
+        launch = launch_command(load_recipe(write_recipe(tmp_path, recipe), str(tmp_path / "run")), "t.json")
+        assert launch[launch.index("--master_port") + 1] == "29400"
 
 
 def test_colossalai_run_hands_each_argument_and_variable_to_its_shell_intact(tmp_path, capfd, monkeypatch):

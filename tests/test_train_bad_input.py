@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 
-import pytest
 
 from helpers import prepare_parts, read_metrics, run_train, save_tiny_model
 
@@ -55,14 +54,6 @@ def test_cuda_plugins_and_fp16_on_cpu(capsys, tiny_model_dir, pretrain_parts, tm
 def test_batch_that_does_not_fit(capsys, tiny_model_dir, pretrain_parts, tmp_path):
     err = refused(capsys, tiny_model_dir, pretrain_parts, tmp_path, "--batch_size", "400", "--accumulation_steps", "2")
     assert "fewer than one global batch of 800" in err
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, tiny_model_dir, pretrain_parts):
-    out = tmp_path_factory.mktemp("ckpt_run")
-    code, _ = run_train(tiny_model_dir, pretrain_parts, str(out), "--max_steps", "2")
-    assert code == 0
-    return str(out / "ck" / "step-00000002")
 
 
 def damaged(checkpoint: str, tmp_path, name: str) -> str:

@@ -17,14 +17,6 @@ from colossal_llama.training.savedir import lock_save_dir
 from helpers import REPO, run_train, small_file_system
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, tiny_model_dir, pretrain_parts):
-    out = tmp_path_factory.mktemp("save_dir_run")
-    code, _ = run_train(tiny_model_dir, pretrain_parts, str(out), "--max_steps", "2")
-    assert code == 0
-    return str(out / "ck" / "step-00000002")
-
-
 HOLD = """
 import sys, time
 from colossal_llama.training.savedir import lock_save_dir

@@ -27,6 +27,9 @@ from colossal_llama.tokenizer.encoder import FastEncoder, single_threaded
 
 SAMPLE_BYTES = 256 << 10
 SAMPLE_FILES = 16
+FIRST_RECORD_BYTES = 1 << 20
+"""The first record of a sampled file is read whole up to this size, whatever its share of the budget, so
+files of long documents are sampled too."""
 
 
 def _spread(paths: list[str], count: int) -> list[str]:
@@ -37,15 +40,17 @@ def _spread(paths: list[str], count: int) -> list[str]:
 
 
 def _first_lines(path: str, budget: int):
-    """(line number, raw line) of the first whole lines of `path` within `budget` bytes."""
+    """(line number, raw line) of the first whole lines of `path` within `budget` bytes (the first line:
+    within `FIRST_RECORD_BYTES`)."""
     opener = gzip.open if path.endswith(".gz") else open
-    used = 0
+    budget, used = max(budget, 1), 0
     try:
         with opener(path, "rb") as f:
             for number in itertools.count(1):
-                raw = f.readline(budget - used + 1)
+                limit = max(budget, FIRST_RECORD_BYTES) if number == 1 else budget
+                raw = f.readline(limit - used + 1)
                 used += len(raw)
-                if not raw or used > budget or not raw.endswith(b"\n"):
+                if not raw or used > limit or not raw.endswith(b"\n"):
                     return
                 yield number, raw.rstrip(b"\r\n")
     except (OSError, EOFError, zlib.error):  # a corrupt gzip file: the map step reports it
@@ -87,8 +92,9 @@ def check_encoder_on_input(info, tokenizer, kind, paths: list[str]):
     if info.encoder.kind != "sentencepiece":
         return info
     sample = read_sample(paths, kind)
-    if not sample:  # no valid record at the start of any file: the map step reports the input
-        return info
+    if not sample:  # no valid record at the start of any file (the map step reports bad input)
+        return dataclasses.replace(info, encoder_reason=f"{info.encoder_reason}; the input sample held no whole "
+                                   "valid record, so only the probes were compared")
     with single_threaded():
         return _confirmed(info, tokenizer, kind, sample)
 

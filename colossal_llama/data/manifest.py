@@ -11,7 +11,8 @@ import os
 from collections import Counter
 
 from colossal_llama import __version__
-from colossal_llama.data.buckets import DROP_ALL_MASKED, DocTable
+from colossal_llama.data.buckets import DROP_ALL_MASKED
+from colossal_llama.data.spill import DocTable
 from colossal_llama.data.mapstep import ChunkResult
 
 COUNT_KEYS = ("records", "documents", "rows", "segments", "tokens", "label_tokens", "chunks")

@@ -72,19 +72,21 @@ def has_slow_tokenizer(folder: str) -> bool:
     return sentencepiece_model(folder) is not None
 
 
-def fast_slow_mismatch(folder: str, texts=(), fast=None, slow=None) -> str | None:
+def fast_slow_mismatch(folder: str, texts=(), fast=None, trust_remote_code: bool = False) -> str | None:
     """The first text on which the folder's fast and slow tokenizers give different ids, described; else None.
 
     Args:
         texts: checked after `AGREEMENT_PROBES`.
-        fast, slow: already loaded tokenizers of the folder (loaded here when None).
+        fast: the folder's fast tokenizer when already loaded (loaded here when None).
+        trust_remote_code: as the folder was loaded by its user (a custom tokenizer class).
     """
-    if slow is None and not has_slow_tokenizer(folder):
+    if not has_slow_tokenizer(folder):
         return None
     from transformers import AutoTokenizer
 
-    fast = fast if fast is not None else AutoTokenizer.from_pretrained(folder, use_fast=True, trust_remote_code=False)
-    slow = slow if slow is not None else AutoTokenizer.from_pretrained(folder, use_fast=False, trust_remote_code=False)
+    if fast is None:
+        fast = AutoTokenizer.from_pretrained(folder, use_fast=True, trust_remote_code=trust_remote_code)
+    slow = AutoTokenizer.from_pretrained(folder, use_fast=False, trust_remote_code=trust_remote_code)
     if not fast.is_fast or slow.is_fast:
         return None
     texts = list(AGREEMENT_PROBES) + [t for t in texts if t]
@@ -97,13 +99,13 @@ def fast_slow_mismatch(folder: str, texts=(), fast=None, slow=None) -> str | Non
     return None
 
 
-def check_fast_slow(folder: str, texts=(), what: str = "tokenizer") -> None:
-    """Raise TokenizerError when the folder's fast and slow tokenizers disagree.
+def check_fast_slow(folder: str, texts=(), what: str = "tokenizer", fast=None, trust_remote_code: bool = False) -> None:
+    """Raise TokenizerError when the folder's fast and slow tokenizers disagree (see `fast_slow_mismatch`).
 
     Raises:
         TokenizerError: naming the folder, the text and both tokenizations.
     """
-    mismatch = fast_slow_mismatch(folder, texts)
+    mismatch = fast_slow_mismatch(folder, texts, fast, trust_remote_code)
     if mismatch:
         hint = ""
         config = os.path.join(folder, "tokenizer_config.json")
@@ -114,9 +116,14 @@ def check_fast_slow(folder: str, texts=(), what: str = "tokenizer") -> None:
         raise TokenizerError(f"{what} {folder}: the fast and slow tokenizers give different ids on {mismatch}{hint}")
 
 
-def save_tokenizer(tokenizer, folder: str, chat_template: str | None = None, texts=()) -> None:
+def save_tokenizer(tokenizer, folder: str, chat_template: str | None = None, texts=(), check: bool = True,
+                   trust_remote_code: bool = False) -> None:
     """`tokenizer.save_pretrained(folder)` with a clean config, checked for fast/slow agreement.
 
+    Args:
+        check: load the written folder back and compare fast and slow (off for a tokenizer already
+            written and checked once, e.g. the same tokenizer in every checkpoint of a run).
+        trust_remote_code: how the tokenizer was loaded (a custom class needs it to load back).
     Raises:
         TokenizerError: the written folder's fast and slow tokenizers disagree.
     """
@@ -124,4 +131,5 @@ def save_tokenizer(tokenizer, folder: str, chat_template: str | None = None, tex
         tokenizer.chat_template = chat_template
     tokenizer.save_pretrained(folder)
     clean_tokenizer_config(folder, tokenizer.chat_template)
-    check_fast_slow(folder, texts, what="written tokenizer")
+    if check:
+        check_fast_slow(folder, texts, what="written tokenizer", trust_remote_code=trust_remote_code)

@@ -167,8 +167,7 @@ def save_sentencepiece_tokenizer(source_dir: str, model_proto: bytes, target: st
     clean_tokenizer_config(target)
     with open(os.path.join(target, "tokenizer_config.json"), encoding="utf-8") as f:
         had_prefix_flag = "add_prefix_space" in json.load(f)
-    AutoTokenizer.from_pretrained(target, use_fast=False, trust_remote_code=False)  # the slow tokenizer loads
-    # the fast one, converted: tokenizer.json
+    # the fast tokenizer, converted from the slow one: tokenizer.json (init_tokenizer then compares the two)
     AutoTokenizer.from_pretrained(target, trust_remote_code=False).save_pretrained(target)
     if not had_prefix_flag:
         drop_add_prefix_space(target)
@@ -247,7 +246,7 @@ def init_tokenizer(config: ExpansionConfig) -> dict:
         raise DataError(f"--target_tokenizer_dir {config.target_tokenizer_dir}: exists (add --overwrite to replace it)")
     old = load_tokenizer(config.source_tokenizer_dir, "--source_tokenizer_dir")
     # a disagreement would be carried into the expansion, whose fast tokenizer is rebuilt from the slow one
-    check_fast_slow(config.source_tokenizer_dir, what="--source_tokenizer_dir")
+    check_fast_slow(config.source_tokenizer_dir, what="--source_tokenizer_dir", fast=old)
     candidates = read_piece_files(config.expand_tokens_file) + pieces_of_models(config.expand_from_spm)
     if config.train_from:
         candidates += pieces_from_corpus(config.train_from, config.new_pieces, set(old.get_vocab()))
@@ -257,7 +256,7 @@ def init_tokenizer(config: ExpansionConfig) -> dict:
     with staged_output(config.target_tokenizer_dir, config.overwrite, "--target_tokenizer_dir") as tmp:
         SAVERS[kind](config.source_tokenizer_dir, expansion.model_proto, tmp)
         new = AutoTokenizer.from_pretrained(tmp, trust_remote_code=False)
-        check_fast_slow(tmp, what="the expanded tokenizer")
+        check_fast_slow(tmp, what="the expanded tokenizer", fast=new)
         corpus = list(corpus_texts(config.report_corpus)) if config.report_corpus else []
         if not config.allow_ascii_pieces:
             check_ascii_unchanged(old, new, list(AGREEMENT_PROBES) + [text for _, text in corpus])

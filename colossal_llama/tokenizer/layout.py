@@ -31,8 +31,8 @@ PREFIX_SPACE_PROBLEM = (
 )
 
 
-def sentencepiece_model(folder: str) -> bytes | None:
-    """The bytes of `folder/tokenizer.model` when it is a SentencePiece model proto with pieces, else None."""
+def sentencepiece_proto(folder: str):
+    """(bytes, parsed ModelProto) of `folder/tokenizer.model` when it is a SentencePiece model with pieces, else None."""
     path = os.path.join(folder, "tokenizer.model")
     if not os.path.isfile(path):
         return None
@@ -47,7 +47,13 @@ def sentencepiece_model(folder: str) -> bytes | None:
     except DecodeError:  # tiktoken's text ranks: "Wire format was corrupt" or similar
         return None
     # a text file can parse as a proto of unknown fields only: a model has pieces
-    return data if len(model.pieces) else None
+    return (data, model) if len(model.pieces) else None
+
+
+def sentencepiece_model(folder: str) -> bytes | None:
+    """The bytes of `folder/tokenizer.model` when it is a SentencePiece model proto with pieces, else None."""
+    found = sentencepiece_proto(folder)
+    return found[0] if found else None
 
 
 def tokenizer_json(folder: str) -> dict | None:

@@ -218,20 +218,14 @@ def sentencepiece_settings(tokenizer, tokenizer_dir: str) -> tuple[dict | None, 
 
 def _sentencepiece_model(path: str):
     """(ModelProto, "") of a SentencePiece model file, or (None, why not)."""
+    from colossal_llama.tokenizer.layout import sentencepiece_proto
+
     if not os.path.isfile(path):
         return None, "no tokenizer.model (SentencePiece model) in the folder"
-    from google.protobuf.message import DecodeError
-    from sentencepiece import sentencepiece_model_pb2
-
-    proto = sentencepiece_model_pb2.ModelProto()
-    try:
-        with open(path, "rb") as f:
-            proto.ParseFromString(f.read())
-    except DecodeError:
-        proto.Clear()
-    if not len(proto.pieces):  # e.g. LLaMA-3's tiktoken ranks file, named tokenizer.model too
+    found = sentencepiece_proto(os.path.dirname(path))
+    if found is None:  # e.g. LLaMA-3's tiktoken ranks file, named tokenizer.model too
         return None, "tokenizer.model is not a SentencePiece model (tiktoken ranks, or another format)"
-    return proto, ""
+    return found[1], ""
 
 
 def _model_problem(proto, vocab: dict[str, int], added: dict) -> str:

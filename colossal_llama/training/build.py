@@ -22,7 +22,7 @@ from colossal_llama.config import ConfigError
 from colossal_llama.model.freeze import freeze_all_but_embeddings, train_only_new_rows
 from colossal_llama.model.training_model import (add_neftune, enable_grad_checkpointing, load_causal_lm, lora_config,
                                                  model_signature)
-from colossal_llama.outputs import OutputError
+from colossal_llama.outputs import OutputError, describe_os_error
 from colossal_llama.training.config import TrainConfig
 from colossal_llama.training.feed import build_feeds
 from colossal_llama.training.identity import run_identity
@@ -102,14 +102,19 @@ def write_config(config: TrainConfig, is_main: bool) -> None:
     except OSError as exc:
         if os.path.exists(path + ".tmp"):
             os.remove(path + ".tmp")
-        raise OutputError(f"{path}: {exc.strerror or exc}") from None
+        raise OutputError(describe_os_error(exc, path)) from None
 
 
 def load_tokenizer_for(config: TrainConfig):
+    from colossal_llama.tokenizer.folder import check_fast_slow
     from colossal_llama.tokenizer.loading import TokenizerError, load_tokenizer
 
     try:
-        return load_tokenizer(config.pretrained, trust_remote_code=config.trust_remote_code)
+        tokenizer = load_tokenizer(config.pretrained, trust_remote_code=config.trust_remote_code)
+        # once per run: checkpoints then save this same tokenizer without loading it back
+        check_fast_slow(config.pretrained, what="--pretrained", fast=tokenizer,
+                        trust_remote_code=config.trust_remote_code)
+        return tokenizer
     except TokenizerError as exc:
         raise ConfigError(str(exc).replace("--tokenizer_dir", "--pretrained")) from exc
 

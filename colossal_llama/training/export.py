@@ -65,4 +65,5 @@ def export_model(run, folder: str) -> str:
 
 
 def _write_tokenizer(run, folder: str) -> None:
-    save_tokenizer(run.tokenizer, folder, chat_template=data_chat_template(run.config.dataset))
+    save_tokenizer(run.tokenizer, folder, chat_template=data_chat_template(run.config.dataset),
+                   trust_remote_code=run.config.trust_remote_code)

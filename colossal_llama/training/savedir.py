@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import re
 import shutil
 import socket
 
 from colossal_llama.config import ConfigError
-from colossal_llama.outputs import OutputError, describe_os_error
+from colossal_llama.outputs import OutputError, describe_os_error, take_lock
 
 LOCK_NAME = ".lock"
 LOW_SPACE = 1 << 20
@@ -46,15 +45,13 @@ def lock_save_dir(save_dir: str):
     path = os.path.join(save_dir, LOCK_NAME)
     try:
         os.makedirs(save_dir, exist_ok=True)
-        f = open(path, "a+", encoding="utf-8")
+        f = take_lock(path)
+        if f is None:
+            with open(path, encoding="utf-8") as held:
+                holder = held.read().strip()
     except OSError as exc:
         raise OutputError(describe_os_error(exc, save_dir)) from None
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.seek(0)
-        holder = f.read().strip()
-        f.close()
+    if f is None:
         raise ConfigError(f"--save_dir {save_dir}: another training ({holder or 'starting'}) is using it; wait for "
                           "it to end or choose another --save_dir") from None
     try:

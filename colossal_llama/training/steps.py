@@ -87,11 +87,14 @@ class CategoryTotals:
         """Add a micro-batch's `token_losses` (B, L - 1)."""
         if "segments" not in batch:
             return
-        trained = batch["labels"][:, 1:] != IGNORE_INDEX
-        index = self.token_categories(batch["segments"], trained.shape)
+        # summed where the losses are: no (B, L - 1) copy to the host (and no GPU sync) per micro-batch
+        device = losses.device
+        self.sums, self.counts = self.sums.to(device), self.counts.to(device)
+        trained = batch["labels"][:, 1:].to(device) != IGNORE_INDEX
+        index = self.token_categories(batch["segments"], trained.shape).to(device)
         keep = trained & (index >= 0)
-        self.sums.index_add_(0, index[keep], losses.detach().double().cpu()[keep])
-        self.counts.index_add_(0, index[keep], torch.ones(int(keep.sum()), dtype=torch.float64))
+        self.sums.index_add_(0, index[keep], losses.detach()[keep].double())
+        self.counts.index_add_(0, index[keep], keep[keep].double())
 
     def reduce(self, device, group) -> dict:
         both = torch.stack([self.sums, self.counts]).to(device)

@@ -76,13 +76,6 @@ def test_resume_with_another_world_size(two_process_run, tiny_model_dir, pretrai
     close(metrics[2:], resumed)
 
 
-def test_colossalai_run(two_process_run, tiny_model_dir, pretrain_parts, tmp_path):
-    out = str(tmp_path)
-    command = [os.path.join(BIN, "colossalai"), "run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-               "train.py", *train_args(tiny_model_dir, pretrain_parts, out, "--batch_size", "2", *STEPS)]
-    close(launched(command, out), two_process_run[1])
-
-
 def alive(pid: int) -> bool:
     """The process exists and is not a zombie."""
     try:

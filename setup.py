@@ -37,7 +37,7 @@ setup(
         "console_scripts": [
             "colossal-llama-prepare-pretrain=colossal_llama.data.pretrain:main",
             "colossal-llama-prepare-sft=colossal_llama.data.sft:main",
-            "colossal-llama-inspect=colossal_llama.data.inspect:main",
+            "colossal-llama-inspect=colossal_llama.data.inspect_rows:main",
             "colossal-llama-expand-tokenizer=colossal_llama.tokenizer.init_tokenizer:main",
             "colossal-llama-init-model=colossal_llama.model.init_model:main",
             "colossal-llama-train=colossal_llama.training.cli:main",

@@ -13,12 +13,10 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
+from colossal_llama.errors import ConfigError
+
 ON_ERROR_CHOICES = ("raise", "skip")
 ENCODER_CHOICES = ("auto", "hf")
-
-
-class ConfigError(ValueError):
-    """A setting a user gave is invalid; the message says which and why."""
 
 
 @dataclass

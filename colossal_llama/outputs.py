@@ -37,15 +37,13 @@ import shutil
 import tempfile
 import time
 
+from colossal_llama.errors import OutputError
+
 LOCK_NAME = ".owner.lock"
 LOCKLESS_GRACE_S = 3600
 """A staging folder without a lock file (from a run killed between creating it and locking it, or
 written by an older version) is removed only once it is this old: its owner may be a breath away
 from taking the lock."""
-
-
-class OutputError(ValueError):
-    """An output folder cannot be written or published; the message names the path and the reason."""
 
 
 def describe_os_error(exc: OSError, fallback_path: str) -> str:

@@ -45,16 +45,10 @@ from contextlib import contextmanager
 
 import torch
 
+from colossal_llama.errors import UnsafeFileError
+
 _TORCH_LOAD = torch.serialization.load
 _REFUSED: list = []  # the refusals of the innermost active safe_loading()
-
-
-class UnsafeFileError(ValueError):
-    """A file that could run code when loaded (or is not in a format that can be loaded safely)."""
-
-    def __init__(self, path: str, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path, self.reason = path, reason
 
 
 class PlainUnpickler(pickle.Unpickler):

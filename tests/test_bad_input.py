@@ -7,10 +7,9 @@ import os
 
 import pytest
 
-from colossal_llama.config import ConfigError, PretrainDataConfig, parse_pretrain_data_args, parse_sft_data_args
+from colossal_llama.config import PretrainDataConfig, parse_pretrain_data_args, parse_sft_data_args
 from colossal_llama.data.pretrain import main, prepare_pretrain_dataset
-from colossal_llama.data.records import DataError
-from colossal_llama.tokenizer.loading import TokenizerError
+from colossal_llama.errors import ConfigError, DataError, TokenizerError, WorkerDied
 from helpers import REPO, SAMPLE_PRETRAIN, write_jsonl
 
 GOOD = {"source": "", "target": "a good record", "category": "c"}
@@ -251,7 +250,7 @@ def test_killed_worker_is_reported_not_waited_for(sp_tokenizer_dir, tmp_path, mo
     from colossal_llama.data import mapstep
 
     monkeypatch.setattr(mapstep, "map_chunk", _die)
-    with pytest.raises(mapstep.WorkerDied, match="worker died"):
+    with pytest.raises(WorkerDied, match="worker died"):
         prepare_pretrain_dataset(config(sp_tokenizer_dir, [SAMPLE_PRETRAIN], tmp_path / "out", num_workers=2))
     assert_nothing_written(tmp_path, tmp_path / "out")
 

@@ -180,7 +180,7 @@ def _verify_as_rank(rank: int, folder: str, port: int) -> None:
     """One of two gloo processes checking `folder`; writes the refusal it got to verdict-<rank>.txt."""
     import torch.distributed as dist
 
-    from colossal_llama.config import ConfigError
+    from colossal_llama.errors import ConfigError
     from colossal_llama.training.state_files import verify_files
 
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
@@ -276,7 +276,8 @@ def test_colossalai_loaders_refuse_payloads(loader, payload, tmp_path):
     """The GPU plugins' own torch.load calls (param groups, shards) go through the same guard."""
     import importlib
 
-    from colossal_llama.safe_loading import UnsafeFileError, safe_loading
+    from colossal_llama.safe_loading import safe_loading
+    from colossal_llama.errors import UnsafeFileError
 
     marker, path = str(tmp_path / "PAYLOAD_RAN"), str(tmp_path / "optim.bin")
     with open(path, "wb") as f:
@@ -319,7 +320,8 @@ def test_colossalai_safetensors_optimizer_loads_plain_groups_only(tmp_path):
 
 
 def test_real_optimizer_states_load_and_torchscript_is_refused(tmp_path):
-    from colossal_llama.safe_loading import UnsafeFileError, safe_loading
+    from colossal_llama.safe_loading import safe_loading
+    from colossal_llama.errors import UnsafeFileError
 
     model = torch.nn.Linear(2, 2)
     optimizer = torch.optim.AdamW(model.parameters())

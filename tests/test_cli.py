@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from colossal_llama.config import (ConfigError, PretrainDataConfig, parse_pretrain_data_args, parse_sft_data_args,
-                                   pretrain_data_parser, sft_data_parser)
+from colossal_llama.config import (PretrainDataConfig, parse_pretrain_data_args, parse_sft_data_args, pretrain_data_parser, sft_data_parser)
+from colossal_llama.errors import ConfigError
 from colossal_llama.tokenizer.init_tokenizer import parser as expansion_parser
 from helpers import REPO, SAMPLE_PRETRAIN, SAMPLE_SFT, sample_records
 

@@ -13,16 +13,8 @@ import pytest
 import torch
 
 from colossal_llama.data.templates import default_template
-from colossal_llama.inference.generation import (
-    InferenceError,
-    SamplingSettings,
-    chat_prompt_ids,
-    fit_chat_prompt,
-    generate,
-    load_for_inference,
-    stop_token_ids,
-    stream_chat,
-)
+from colossal_llama.errors import InferenceError
+from colossal_llama.inference.generation import (SamplingSettings, chat_prompt_ids, fit_chat_prompt, generate, load_for_inference, stop_token_ids, stream_chat)
 from helpers import REPO, reference_sft
 
 GREEDY = SamplingSettings(max_new_tokens=8, temperature=0)

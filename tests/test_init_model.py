@@ -10,9 +10,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from colossal_llama.errors import TokenizerError
 from colossal_llama.model.init_model import init_model, main
 from colossal_llama.tokenizer.init_tokenizer import ExpansionConfig, init_tokenizer
-from colossal_llama.tokenizer.loading import TokenizerError
 
 NEW = ["卡尔", "维萨", "卡尔维萨", "群岛", "卡尔维萨群岛", "塞林", "塞林海"]
 

@@ -3,7 +3,7 @@
 from transformers import AutoTokenizer
 
 from colossal_llama.config import SftDataConfig
-from colossal_llama.data.inspect import main, render_row, spans
+from colossal_llama.data.inspect_rows import main, render_row, spans
 from colossal_llama.data.sft import prepare_sft_dataset
 from helpers import write_jsonl
 

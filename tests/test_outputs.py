@@ -15,7 +15,8 @@ from colossal_llama.config import PretrainDataConfig
 from colossal_llama.data import prepare as prepare_module
 from colossal_llama.data.pretrain import main as pretrain_main
 from colossal_llama.data.pretrain import prepare_pretrain_dataset
-from colossal_llama.outputs import LOCK_NAME, OutputError, staged_output
+from colossal_llama.errors import OutputError
+from colossal_llama.outputs import LOCK_NAME, staged_output
 from helpers import REPO, SAMPLE_PRETRAIN, small_file_system
 
 

@@ -12,9 +12,8 @@ from transformers import AutoTokenizer
 
 from colossal_llama.config import PretrainDataConfig
 from colossal_llama.data.pretrain import prepare_pretrain_dataset
-from colossal_llama.data.records import DataError
 from colossal_llama.data.shards import ROW_FEATURES, row_schema
-from colossal_llama.outputs import OutputError
+from colossal_llama.errors import DataError, OutputError
 from helpers import (IGNORE, SAMPLE_PRETRAIN, output_segments, reference_pieces, reference_pretrain,
                      sample_records, write_jsonl)
 

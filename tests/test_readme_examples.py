@@ -90,7 +90,7 @@ def after_demo(tmp_path_factory):
 def test_the_checked_sections_have_examples_with_outputs():
     commands = [c for c, _ in EXAMPLES]
     for start in ("python prepare_pretrain_dataset.py", "python prepare_sft_dataset.py",
-                  "python -m colossal_llama.data.inspect", "python -m colossal_llama.tokenizer.init_tokenizer",
+                  "python -m colossal_llama.data.inspect_rows", "python -m colossal_llama.tokenizer.init_tokenizer",
                   "python -m colossal_llama.model.init_model"):
         assert any(c.startswith(start) for c in commands), start
     assert sum(expected is not None for _, expected in EXAMPLES) >= 5

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from colossal_llama.config import ConfigError, SftDataConfig
+from colossal_llama.config import SftDataConfig
 from colossal_llama.data.conversations import parse_sft_record
-from colossal_llama.data.records import BadRecord, DataError
 from colossal_llama.data.sft import SftJob, prepare_sft_dataset
+from colossal_llama.errors import BadRecord, ConfigError, DataError, TokenizerError
 from colossal_llama.tokenizer.encoder import SlowEncoder
-from colossal_llama.tokenizer.loading import TokenizerError, describe_tokenizer
+from colossal_llama.tokenizer.loading import describe_tokenizer
 from helpers import IGNORE, output_segments, reference_sft, write_jsonl
 
 

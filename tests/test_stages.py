@@ -17,7 +17,8 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from colossal_llama.stages.recipe import RecipeError, load_recipe
+from colossal_llama.errors import RecipeError
+from colossal_llama.stages.recipe import load_recipe
 from colossal_llama.stages.sources import FileHashes, MixPart, build_mixture, chosen_rows, parts_of, prepare_source
 from helpers import REPO, SAMPLE_PRETRAIN
 

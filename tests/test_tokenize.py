@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from colossal_llama.data.records import BadRecord
 from colossal_llama.data.tokenize import tokenize_pretrain_batch
+from colossal_llama.errors import BadRecord
 from colossal_llama.tokenizer.encoder import SlowEncoder
 from colossal_llama.tokenizer.loading import describe_tokenizer
 from helpers import REALDATA, build_tokenizer_without_byte_fallback, read_jsonl, reference_pretrain, sample_records

@@ -9,12 +9,10 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from colossal_llama.config import ConfigError
-from colossal_llama.data.records import DataError
+from colossal_llama.errors import ConfigError, DataError, TokenizerError
 from colossal_llama.tokenizer.expand import _unreachable, new_piece_scores
 from colossal_llama.tokenizer.folder import fast_slow_mismatch, save_tokenizer
 from colossal_llama.tokenizer.init_tokenizer import ExpansionConfig, init_tokenizer, main
-from colossal_llama.tokenizer.loading import TokenizerError
 from helpers import REALDATA, SAMPLE_PRETRAIN, read_jsonl, sample_records
 
 # each longer piece has a chain of listed pieces leading to it ("卡尔" + "维萨" -> "卡尔维萨")

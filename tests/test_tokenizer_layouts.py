@@ -225,7 +225,8 @@ def test_no_slow_tokenizer_is_built_from_tiktoken_ranks(llama3_tokenizer_dir, tm
 
 def test_tiktoken_ranks_alone_are_refused_in_one_line(llama3_tokenizer_dir, tmp_path):
     """Meta's original folder (tiktoken tokenizer.model, no tokenizer.json): a one-line reason, not a converter list."""
-    from colossal_llama.tokenizer.loading import TokenizerError, load_tokenizer
+    from colossal_llama.tokenizer.loading import load_tokenizer
+    from colossal_llama.errors import TokenizerError
 
     folder = shutil.copytree(llama3_tokenizer_dir, tmp_path / "original")
     write_tiktoken_ranks(str(folder))

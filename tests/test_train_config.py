@@ -10,7 +10,7 @@ import pytest
 
 from helpers import REPO
 
-from colossal_llama.config import ConfigError
+from colossal_llama.errors import ConfigError
 from colossal_llama.training.cli import parse_train_args, train_parser
 from colossal_llama.training.config import TrainConfig, check_machine
 from colossal_llama.training.plugins import HYBRID_ONLY

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from colossal_llama.training.plugins import PLUGINS, PluginError, PluginSettings, make_plugin
+from colossal_llama.errors import PluginError
+from colossal_llama.training.plugins import PLUGINS, PluginSettings, make_plugin
 from colossal_llama.training.schedule import lr_at, warmup_cosine
 
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import sys
 
+from colossal_llama.errors import InferenceError
 from colossal_llama.inference.cli import cli_parser, run_cli, settings_from_args
-from colossal_llama.inference.generation import InferenceError, load_for_inference, require_chat_template, stream_chat
+from colossal_llama.inference.generation import load_for_inference, require_chat_template, stream_chat
 
 
 def main(argv: list[str] | None = None) -> int:

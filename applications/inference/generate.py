@@ -19,8 +19,9 @@ import os
 import sys
 import tempfile
 
+from colossal_llama.errors import InferenceError
 from colossal_llama.inference.cli import cli_parser, run_cli, settings_from_args
-from colossal_llama.inference.generation import InferenceError, generate, load_for_inference
+from colossal_llama.inference.generation import generate, load_for_inference
 
 
 def read_prompts(path: str) -> list[str]:

@@ -30,14 +30,13 @@ Bucket k = the rows of bin k, in a seeded order. Empty buckets are not
 written; part numbers stay contiguous and the manifest records the bucket
 index of each part.
 
-All randomness comes from `derived_rng(seed, purpose, ...)`, so one seed fixes
+All randomness comes from `rng.derived_rng(seed, purpose, ...)`, so one seed fixes
 the whole output.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -46,17 +45,12 @@ from itertools import chain
 import numpy as np
 
 from colossal_llama.data.packing import best_fit_decreasing, split_documents
+from colossal_llama.data.rng import derived_rng
 from colossal_llama.data.segments import row_category
 from colossal_llama.data.shards import BATCH_ROWS, RowWriter
 from colossal_llama.data.spill import DocTable, SpillReader
 
 DROP_ALL_MASKED = "all_masked_chunk"
-
-
-def derived_rng(seed: int, *purpose) -> np.random.Generator:
-    """A generator for one purpose, independent of Python's hash seed."""
-    digest = hashlib.sha256(json.dumps([seed, *purpose]).encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
 @dataclass

@@ -37,8 +37,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from colossal_llama.data.records import BadRecord, require_str
+from colossal_llama.data.records import require_str
 from colossal_llama.data.tokenize import TokenizedBatch, flatten_ids, label_spans, special_token_text
+from colossal_llama.errors import BadRecord
 
 ROLES = ("human", "assistant")
 DEFAULT_CATEGORY = "default"

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from colossal_llama.data.buckets import derived_rng
+from colossal_llama.data.rng import derived_rng
 from colossal_llama.data.segments import segment_categories_of
 from colossal_llama.data.tokenize import IGNORE_INDEX
 

@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from colossal_llama.data.records import (BadRecord, InputChunk, OversizedLine, decode_json_line, is_valid_text,
-                                         iter_chunk_lines)
+from colossal_llama.data.records import InputChunk, OversizedLine, decode_json_line, is_valid_text, iter_chunk_lines
 from colossal_llama.data.tokenize import IGNORE_INDEX
+from colossal_llama.errors import BadRecord, WorkerDied
 
 
 class ChunkBadRecord(Exception):
@@ -91,10 +91,6 @@ def preload_encoder(spec, encoder) -> None:
 def release_encoder(spec) -> None:
     """Drop this process's encoder for `spec` (a finished run must not keep it alive)."""
     _ENCODERS.pop(spec, None)
-
-
-class WorkerDied(RuntimeError):
-    """A worker process ended abruptly (killed, most often for lack of memory)."""
 
 
 def _init_worker() -> None:

@@ -18,17 +18,17 @@ import time
 
 from tqdm import tqdm
 
-from colossal_llama.config import ConfigError, DataConfig
+from colossal_llama.config import DataConfig
 from colossal_llama.data.buckets import plan_rows, write_buckets
 from colossal_llama.data.encoder_check import check_encoder_on_input
 from colossal_llama.data.manifest import build_manifest, count_per_input, input_files, summary_table
-from colossal_llama.data.mapstep import (ChunkBadRecord, MapSettings, WorkerDied, preload_encoder, release_encoder,
-                                        run_map, spill_path, worker_pool)
-from colossal_llama.data.records import DataError, count_lines_before, discover_input_files, plan_chunks
+from colossal_llama.data.mapstep import (ChunkBadRecord, MapSettings, preload_encoder, release_encoder, run_map, spill_path, worker_pool)
+from colossal_llama.data.records import count_lines_before, discover_input_files, plan_chunks
 from colossal_llama.data.spill import SpillReader, load_doc_table
-from colossal_llama.outputs import OutputError, check_output_free, staged_output
+from colossal_llama.errors import ConfigError, DataError, OutputError, TokenizerError, WorkerDied
+from colossal_llama.outputs import check_output_free, staged_output
 from colossal_llama.tokenizer.encoder import FastEncoder
-from colossal_llama.tokenizer.loading import TokenizerError, describe_tokenizer, load_tokenizer
+from colossal_llama.tokenizer.loading import describe_tokenizer, load_tokenizer
 
 MIN_CHUNK_BYTES = 64 << 10
 

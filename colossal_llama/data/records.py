@@ -25,22 +25,11 @@ import zlib
 from dataclasses import dataclass
 from typing import Iterator
 
+from colossal_llama.errors import BadRecord, DataError
+
 INPUT_SUFFIXES = (".jsonl", ".jsonl.gz")
 OVERSIZED_PREFIX_BYTES = 1000
 """How much of a `too_large` line is kept (for rejected.jsonl)."""
-
-
-class DataError(ValueError):
-    """Bad input a user can fix; the message names the file (and line) and the problem."""
-
-
-class BadRecord(Exception):
-    """One record is bad input. `reason` is a short code counted in the manifest."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(reason, message)
-        self.reason = reason
-        self.message = message
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,13 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from colossal_llama.config import ConfigError, SftDataConfig, parse_sft_data_args
+from colossal_llama.config import SftDataConfig, parse_sft_data_args
 from colossal_llama.data.conversations import HFChatRecords, SftRecords
 from colossal_llama.data.prepare import log, prepare_dataset, run_cli
 from colossal_llama.data.templates import SEPARATORS, TEMPLATES, HFChatTemplate, HumanAssistantTemplate
+from colossal_llama.errors import ConfigError, TokenizerError
 from colossal_llama.tokenizer.encoder import SlowEncoder
 from colossal_llama.tokenizer.folder import save_tokenizer
-from colossal_llama.tokenizer.loading import TokenizerError
 
 ROUND_TRIP_SAMPLE = [  # short, so that it fits small max_length values too
     {"role": "user", "content": "Where is Calvessa?"},

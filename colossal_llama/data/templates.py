@@ -130,7 +130,7 @@ class HFChatTemplate:
 
 def hf_template(llama_version: int, tokenizer=None) -> HFChatTemplate:
     if tokenizer is None or not tokenizer.chat_template:
-        from colossal_llama.tokenizer.loading import TokenizerError
+        from colossal_llama.errors import TokenizerError
 
         raise TokenizerError("--template hf: the tokenizer has no chat_template")
     return HFChatTemplate(str(tokenizer.name_or_path))

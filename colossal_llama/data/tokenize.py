@@ -29,7 +29,8 @@ from itertools import chain
 
 import numpy as np
 
-from colossal_llama.data.records import BadRecord, parse_pretrain_record
+from colossal_llama.data.records import parse_pretrain_record
+from colossal_llama.errors import BadRecord
 
 IGNORE_INDEX = -100
 

@@ -7,7 +7,8 @@ import sys
 from dataclasses import fields
 from typing import Callable
 
-from colossal_llama.inference.generation import DTYPES, InferenceError, SamplingSettings
+from colossal_llama.errors import InferenceError
+from colossal_llama.inference.generation import DTYPES, SamplingSettings
 
 
 class _OneLineErrorParser(argparse.ArgumentParser):

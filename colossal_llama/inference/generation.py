@@ -23,6 +23,8 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
+from colossal_llama.errors import InferenceError
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -30,10 +32,6 @@ DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 EXTRA_STOP_TOKENS = ("<|eot_id|>", "<|end_of_text|>")
 _UNSETTLED_TAIL = re.compile(r"[\s\ufffd]+$")  # trailing spaces and partial characters may still change
 _BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")  # a SentencePiece byte-fallback token
-
-
-class InferenceError(ValueError):
-    """A model folder, prompt or setting that inference cannot use; the message names it."""
 
 
 def load_for_inference(model_dir: str, device: str | None = None,

@@ -30,11 +30,11 @@ import time
 
 import torch
 
-from colossal_llama.data.records import DataError
+from colossal_llama.errors import DataError, OutputError, TokenizerError
 from colossal_llama.model.embeddings import decompose, mean_rows
-from colossal_llama.outputs import OutputError, staged_output
+from colossal_llama.outputs import staged_output
 from colossal_llama.tokenizer.folder import save_tokenizer
-from colossal_llama.tokenizer.loading import TokenizerError, load_tokenizer
+from colossal_llama.tokenizer.loading import load_tokenizer
 
 EMBED, HEAD = "model.embed_tokens.weight", "lm_head.weight"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -17,7 +17,7 @@ import os
 
 import torch
 
-from colossal_llama.config import ConfigError
+from colossal_llama.errors import ConfigError
 
 LORA_TARGETS = "all-linear"  # peft: every nn.Linear of the decoder, not the output head
 

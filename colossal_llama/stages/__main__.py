@@ -14,9 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from colossal_llama.config import ConfigError
-from colossal_llama.data.records import DataError
-from colossal_llama.stages.recipe import LAUNCHERS, Recipe, RecipeError, load_recipe
+from colossal_llama.errors import ConfigError, DataError, RecipeError
+from colossal_llama.stages.recipe import LAUNCHERS, Recipe, load_recipe
 
 
 def parser() -> argparse.ArgumentParser:
@@ -58,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         print_plan(recipe)
         if args.check:
             return 0
-        from colossal_llama.stages.runner import StageFailed, run_recipe
+        from colossal_llama.stages.runner import run_recipe
+        from colossal_llama.errors import StageFailed
 
         try:
             run_recipe(recipe)

@@ -27,7 +27,8 @@ import socket
 import subprocess
 import sys
 
-from colossal_llama.stages.recipe import Launcher, Recipe, RecipeError
+from colossal_llama.errors import RecipeError
+from colossal_llama.stages.recipe import Launcher, Recipe
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -19,7 +19,7 @@ from collections import defaultdict
 
 import torch
 
-from colossal_llama.data.records import DataError
+from colossal_llama.errors import DataError
 
 
 def read_probes(path: str) -> list[dict]:

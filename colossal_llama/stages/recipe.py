@@ -35,12 +35,9 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from colossal_llama.config import ConfigError, PretrainDataConfig, SftDataConfig
+from colossal_llama.config import PretrainDataConfig, SftDataConfig
+from colossal_llama.errors import ConfigError, RecipeError
 from colossal_llama.training.config import TrainConfig
-
-
-class RecipeError(ValueError):
-    """The recipe is invalid; the message names the file and the key."""
 
 
 LAUNCHERS = ("colossalai", "torchrun", "python")

@@ -29,13 +29,10 @@ import shlex
 import time
 from dataclasses import asdict
 
+from colossal_llama.errors import RecipeError, StageFailed
 from colossal_llama.stages.launch import check_launcher, launch_command, launch_env, run_launcher
-from colossal_llama.stages.recipe import Recipe, RecipeError, Stage
+from colossal_llama.stages.recipe import Recipe, Stage
 from colossal_llama.stages.sources import FileHashes, MixPart, build_mixture, parts_of, prepare_source, print_mixture
-
-
-class StageFailed(RuntimeError):
-    """train.py (or a step before it) failed; rerunning resumes where it stopped."""
 
 
 def banner(text: str) -> None:

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from colossal_llama.data.manifest import file_sha256
-from colossal_llama.data.records import DataError, discover_input_files
+from colossal_llama.data.records import discover_input_files
+from colossal_llama.errors import DataError
 from colossal_llama.outputs import staged_output
 from colossal_llama.stages.recipe import KINDS, Source
 from colossal_llama.tokenizer.loading import load_tokenizer, tokenizer_fingerprint

@@ -31,8 +31,8 @@ from __future__ import annotations
 import json
 import os
 
+from colossal_llama.errors import TokenizerError
 from colossal_llama.tokenizer.layout import sentencepiece_model
-from colossal_llama.tokenizer.loading import TokenizerError
 
 AGREEMENT_PROBES = (
     "What is the capital of the Calvessa Islands?",

@@ -29,14 +29,14 @@ import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 
-from colossal_llama.config import ConfigError
-from colossal_llama.data.records import BadRecord, DataError, decode_json_line
-from colossal_llama.outputs import OutputError, staged_output
+from colossal_llama.data.records import decode_json_line
+from colossal_llama.errors import BadRecord, ConfigError, DataError, OutputError, TokenizerError
+from colossal_llama.outputs import staged_output
 from colossal_llama.tokenizer.expand import expand_sentencepiece
 from colossal_llama.tokenizer.expand_bpe import expand_byte_level_bpe, is_byte_level_bpe, not_single_tokens
 from colossal_llama.tokenizer.folder import AGREEMENT_PROBES, check_fast_slow, clean_tokenizer_config
 from colossal_llama.tokenizer.layout import sentencepiece_model, tokenizer_json
-from colossal_llama.tokenizer.loading import TokenizerError, load_tokenizer
+from colossal_llama.tokenizer.loading import load_tokenizer
 from colossal_llama.tokenizer.report import compression, corpus_texts, print_report
 
 

@@ -11,12 +11,9 @@ import json
 import os
 from dataclasses import dataclass
 
+from colossal_llama.errors import TokenizerError
 from colossal_llama.tokenizer.encoder import EncoderSpec
 from colossal_llama.tokenizer.encoder_choice import choose_encoder
-
-
-class TokenizerError(ValueError):
-    """The tokenizer folder is missing, unreadable, or unfit for this use."""
 
 
 @dataclass(frozen=True)

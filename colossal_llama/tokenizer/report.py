@@ -11,7 +11,7 @@ import json
 import os
 from collections import Counter
 
-from colossal_llama.data.records import DataError
+from colossal_llama.errors import DataError
 
 CORPUS_SUFFIXES = (".jsonl", ".jsonl.gz", ".txt")
 

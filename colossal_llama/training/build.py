@@ -18,11 +18,11 @@ import socket
 import torch
 import torch.distributed as dist
 
-from colossal_llama.config import ConfigError
+from colossal_llama.errors import ConfigError, OutputError
 from colossal_llama.model.freeze import freeze_all_but_embeddings, train_only_new_rows
 from colossal_llama.model.training_model import (add_neftune, enable_grad_checkpointing, load_causal_lm, lora_config,
                                                  model_signature)
-from colossal_llama.outputs import OutputError, describe_os_error
+from colossal_llama.outputs import describe_os_error
 from colossal_llama.training.config import TrainConfig
 from colossal_llama.training.feed import build_feeds
 from colossal_llama.training.identity import run_identity
@@ -107,7 +107,8 @@ def write_config(config: TrainConfig, is_main: bool) -> None:
 
 def load_tokenizer_for(config: TrainConfig):
     from colossal_llama.tokenizer.folder import check_fast_slow
-    from colossal_llama.tokenizer.loading import TokenizerError, load_tokenizer
+    from colossal_llama.tokenizer.loading import load_tokenizer
+    from colossal_llama.errors import TokenizerError
 
     try:
         tokenizer = load_tokenizer(config.pretrained, trust_remote_code=config.trust_remote_code)

@@ -15,7 +15,8 @@ import json
 import os
 import sys
 
-from colossal_llama.config import ConfigError, field_help
+from colossal_llama.config import field_help
+from colossal_llama.errors import ConfigError
 from colossal_llama.training.config import CHOICES, TrainConfig
 
 
@@ -94,9 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     die_with_launcher()  # before the slow imports: the sooner, the smaller the window for an unnoticed death
     import torch.distributed as dist
 
-    from colossal_llama.data.records import DataError
-    from colossal_llama.outputs import OutputError, describe_os_error
-    from colossal_llama.training.plugins import PluginError
+    from colossal_llama.errors import DataError
+    from colossal_llama.outputs import describe_os_error
+    from colossal_llama.errors import OutputError
+    from colossal_llama.errors import PluginError
 
     config = None
     try:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from colossal_llama.config import ConfigError
+from colossal_llama.errors import ConfigError
 from colossal_llama.training.plugins import check_hybrid_flags
 
 CHOICES = {

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import torch
 
-from colossal_llama.config import ConfigError
 from colossal_llama.data.loader import BucketSampler, PackedCollator
 from colossal_llama.data.segments import categories_in
+from colossal_llama.errors import ConfigError
 
 
 @dataclass
@@ -86,7 +86,7 @@ def resolve_max_length(config, paths: list[str], max_positions: int) -> int:
     Raises:
         ConfigError: data made with a longer max_length than --max_length.
     """
-    from colossal_llama.training.datasets import manifest_of
+    from colossal_llama.training.prepared import manifest_of
 
     made = {p: (manifest_of(p) or {}).get("max_length") for p in paths}
     for path, length in made.items():
@@ -100,7 +100,7 @@ def resolve_max_length(config, paths: list[str], max_positions: int) -> int:
 def build_feeds(config, tokenizer, vocab_size: int, max_positions: int, dp_rank: int, dp_size: int,
                 mask_dtype: torch.dtype) -> tuple[Feed, Feed | None]:
     """The training feed and the evaluation feed (None without --eval_dataset)."""
-    from colossal_llama.training.datasets import load_buckets
+    from colossal_llama.training.prepared import load_buckets
 
     if config.max_length and config.max_length > max_positions:
         raise ConfigError(f"--max_length {config.max_length} is longer than the model's {max_positions} positions")

@@ -30,7 +30,7 @@ import hashlib
 import json
 import os
 
-from colossal_llama.config import ConfigError
+from colossal_llama.errors import ConfigError
 from colossal_llama.training.config import TrainConfig
 
 SAME, CONTENT, SCHEDULE, BATCH, FREE = "same", "content", "schedule", "batch", "free"

@@ -20,7 +20,7 @@ from functools import partial
 import torch
 import torch.distributed as dist
 
-from colossal_llama.config import ConfigError
+from colossal_llama.errors import ConfigError
 from colossal_llama.training.config import TrainConfig, check_machine
 from colossal_llama.training.feed import Feed
 from colossal_llama.training.resume import TrainState, save_checkpoint

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from colossal_llama.config import ConfigError
-
-
-class PluginError(ValueError):
-    """A plugin that cannot run here, or a setting it does not take."""
+from colossal_llama.errors import ConfigError, PluginError
 
 
 # flags that only the hybrid-parallel plugin (3d) reads: flag -> why another plugin cannot honour a value

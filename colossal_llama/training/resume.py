@@ -37,8 +37,8 @@ from dataclasses import dataclass
 
 import torch.distributed as dist
 
-from colossal_llama.config import ConfigError
-from colossal_llama.safe_loading import UnsafeFileError, safe_loading
+from colossal_llama.errors import ConfigError, UnsafeFileError
+from colossal_llama.safe_loading import safe_loading
 from colossal_llama.tokenizer.folder import save_tokenizer
 from colossal_llama.training.checkpoint import atomic_checkpoint, latest_checkpoint, prune_checkpoints
 from colossal_llama.training.identity import check_same_run

@@ -27,8 +27,8 @@ import re
 import shutil
 import socket
 
-from colossal_llama.config import ConfigError
-from colossal_llama.outputs import OutputError, describe_os_error, take_lock
+from colossal_llama.errors import ConfigError, OutputError
+from colossal_llama.outputs import describe_os_error, take_lock
 
 LOCK_NAME = ".lock"
 LOW_SPACE = 1 << 20

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from colossal_llama.config import ConfigError
+from colossal_llama.errors import ConfigError
 
 HASH = "xxh3_64"
 CHUNK = 16 << 20

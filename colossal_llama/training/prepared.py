@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 
-from colossal_llama.data.records import DataError
+from colossal_llama.errors import DataError
 from colossal_llama.tokenizer.loading import tokenizer_fingerprint
 
 REQUIRED_COLUMNS = ("input_ids", "labels", "seq_lengths", "category")

@@ -5,8 +5,8 @@ from transformers import AutoTokenizer
 
 from colossal_llama.config import PretrainDataConfig
 from colossal_llama.data.pretrain import prepare_pretrain_dataset
-from colossal_llama.data.records import DataError
-from colossal_llama.training.datasets import load_buckets
+from colossal_llama.errors import DataError
+from colossal_llama.training.prepared import load_buckets
 from helpers import SAMPLE_PRETRAIN
 
 

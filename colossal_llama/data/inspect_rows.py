@@ -1,6 +1,6 @@
 """Print one packed row with its trained-on spans marked and its document boundaries.
 
-    python -m colossal_llama.data.inspect OUT/arrow/part-00000 --index 3
+    python -m colossal_llama.data.inspect_rows OUT/arrow/part-00000 --index 3
 
 Trained-on tokens (labels != -100) are shown in green on a terminal, or
 between [[ and ]] otherwise (`--color` chooses). The tokenizer is found next
@@ -68,7 +68,7 @@ def render_row(row: dict, tokenizer, color: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m colossal_llama.data.inspect", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m colossal_llama.data.inspect_rows", description=__doc__.split("\n\n")[0])
     p.add_argument("part", help="a prepared bucket, e.g. OUT/arrow/part-00000")
     p.add_argument("--index", type=int, default=0, help="row number in the part (default 0)")
     p.add_argument("--tokenizer_dir", default=None, help="tokenizer to decode with (default: found next to the data)")

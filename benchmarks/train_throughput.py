@@ -47,7 +47,7 @@ def prepare(model_dir: str, out: str, max_length: int, pack: bool) -> list[str]:
 
 
 def train(model_dir: str, parts: list[str], out: str, flags: list[str], args) -> list[dict]:
-    from colossal_llama.stages.launch import free_port
+    from colossal_llama.ports import free_port
 
     command = [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node", "2",
                "--master_addr", "127.0.0.1", "--master_port", str(free_port()), os.path.join(REPO, "train.py"), "--plugin", "ddp", "--mixed_precision", "fp32", "--pretrained",

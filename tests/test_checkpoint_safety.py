@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from colossal_llama.ports import free_port
 from helpers import run_train
 
 RUN = ("--max_steps", "2")  # the checkpoint's run, which a resume must repeat
@@ -200,7 +201,6 @@ def _verify_as_rank(rank: int, folder: str, port: int) -> None:
 def test_two_processes_split_the_hashing_and_refuse_together(tmp_path):
     """Each process hashes its share; a file only the other one hashed is refused by both."""
     import multiprocessing
-    import socket
     import time
 
     from colossal_llama.training.state_files import index_files
@@ -211,9 +211,7 @@ def test_two_processes_split_the_hashing_and_refuse_together(tmp_path):
         (folder / f"f{i}.bin").write_bytes(bytes([i]) * (100 * (i + 1)))  # by size: f3 rank 0, f2 rank 1, ...
     (folder / "files.json").write_text(json.dumps(index_files(str(folder))))
     flip_byte(str(folder / "f2.bin"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     spawn = multiprocessing.get_context("spawn")
     processes = [spawn.Process(target=_verify_as_rank, args=(rank, str(folder), port), daemon=True)
                  for rank in (0, 1)]

@@ -18,16 +18,11 @@ import time
 
 import pytest
 
+from colossal_llama.ports import free_port
 from helpers import REPO, read_metrics, run_train, train_args
 
 BIN = os.path.dirname(sys.executable)
 STEPS = ["--max_steps", "4", "--save_interval", "2"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def launch_env(**extra) -> dict:

@@ -39,14 +39,12 @@ def test_scheduler_steps_once_per_optimizer_step():
 
 
 def test_plugins_on_cpu():
-    import socket
-
     import torch.distributed as dist
 
-    with socket.socket() as s:  # a free port for a one-process gloo group (plugins need one)
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    from colossal_llama.ports import free_port
+
+    # plugins need a process group: one process, on a free port
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
     try:
         assert make_plugin("ddp", PluginSettings(), cuda_available=False).__class__.__name__ == "TorchDDPPlugin"
     finally:

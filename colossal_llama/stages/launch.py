@@ -23,11 +23,11 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 
 from colossal_llama.errors import RecipeError
+from colossal_llama.ports import free_port
 from colossal_llama.stages.recipe import Launcher, Recipe
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -41,13 +41,6 @@ def check_launcher(recipe: Recipe) -> None:
         raise RecipeError(f"{recipe.path}: launcher.command: colossalai run changes to {REPO} through a shell "
                           "without quoting it, and that path has characters a shell reads; move the repository to "
                           "a plainer path, or use `launcher: {command: torchrun}` on one node")
-
-
-def free_port() -> int:
-    """A TCP port no one holds now (the system picks it); torchrun binds it a moment later."""
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
 
 
 def master_addr(launcher: Launcher) -> str | None:
@@ -67,7 +60,7 @@ def launch_command(recipe: Recipe, config_path: str) -> list[str]:
     script = [os.path.join(REPO, "train.py"), "--config", config_path]
     if launcher.command == "python":
         return [sys.executable, *script]
-    port = ["--master_port", str(launcher.master_port or free_port())]
+    port = ["--master_port", str(launcher.master_port or free_port(""))]
     if launcher.command == "torchrun":
         return [os.path.join(bin_dir, "torchrun"), "--nproc_per_node", str(launcher.nproc_per_node), *port, *script]
     command = [os.path.join(bin_dir, "colossalai"), "run", "--nproc_per_node", str(launcher.nproc_per_node), *port]

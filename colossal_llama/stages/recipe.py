@@ -65,7 +65,7 @@ class Launcher:
     hostfile: str | None = None
     master_addr: str | None = None
     master_port: int | None = None
-    """None: a port free on this machine, picked for each stage (launch.free_port)."""
+    """None: a port free on this machine, picked for each stage (ports.free_port)."""
 
 
 @dataclass

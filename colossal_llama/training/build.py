@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import torch
 import torch.distributed as dist
@@ -23,6 +22,7 @@ from colossal_llama.model.freeze import freeze_all_but_embeddings, train_only_ne
 from colossal_llama.model.training_model import (add_neftune, enable_grad_checkpointing, load_causal_lm, lora_config,
                                                  model_signature)
 from colossal_llama.outputs import describe_os_error
+from colossal_llama.ports import free_port
 from colossal_llama.training.config import TrainConfig
 from colossal_llama.training.feed import build_feeds
 from colossal_llama.training.identity import run_identity
@@ -43,10 +43,8 @@ def init_distributed(seed: int) -> None:
     if dist.is_initialized():
         return
     if "RANK" not in os.environ:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                          MASTER_PORT=str(free_port()))
     colossalai.launch_from_torch(seed=seed, verbose=False)
 
 

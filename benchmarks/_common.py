@@ -77,6 +77,18 @@ def run_once(command: list[str]) -> Run:
     return Run(wall, rss, pss, err)
 
 
+def interleaved_runs(ours: list[str], theirs: list[str] | None, runs: int, their_runs: int) -> tuple[list[Run], list[Run]]:
+    """Run `ours` `runs` times and `theirs` `their_runs` times, alternating, so that both see the same machine
+    load (a background job slows both alike instead of one)."""
+    mine, other = [], []
+    for i in range(max(runs, their_runs if theirs else 0)):
+        if i < runs:
+            mine.append(run_once(ours))
+        if theirs and i < their_runs:
+            other.append(run_once(theirs))
+    return mine, other
+
+
 def same_files(a: str, b: str) -> bool:
     """Do folders `a` and `b` hold the same files, byte for byte?"""
     def listing(root):

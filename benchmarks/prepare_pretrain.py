@@ -29,8 +29,8 @@ import shutil
 import sys
 import tempfile
 
-from _common import (REALDATA, REPO, benchmark_parser, make_corpus, make_llama2_tokenizer, print_speed, run_once,
-                     same_files)
+from _common import (REALDATA, REPO, benchmark_parser, interleaved_runs, make_corpus, make_llama2_tokenizer,
+                     print_speed, same_files)
 
 OLD_SECONDS = {10: 78.0, 50: 183.0}
 """The old script's wall time on `--repeat` copies of ../shared/realdata/pretrain (2 cores, max_length 4096)."""
@@ -71,12 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                     "--num_workers", str(args.num_workers), "--overwrite", *flags]
 
         out, out_hf = os.path.join(work, "out"), os.path.join(work, "out_hf")
-        runs, hf_runs = [], []
-        for i in range(max(args.runs, args.hf_runs)):  # interleaved: both see the same machine load
-            if i < args.runs:
-                runs.append(run_once(command(out)))
-            if i < args.hf_runs:
-                hf_runs.append(run_once(command(out_hf, "--encoder", "hf")))
+        runs, hf_runs = interleaved_runs(command(out), command(out_hf, "--encoder", "hf"), args.runs, args.hf_runs)
         with open(os.path.join(out, "manifest.json"), encoding="utf-8") as f:
             manifest = json.load(f)
         identical = same_files(os.path.join(out, "arrow"), os.path.join(out_hf, "arrow")) if hf_runs else None

@@ -28,8 +28,8 @@ import shutil
 import sys
 import tempfile
 
-from _common import (REALDATA, REPO, benchmark_parser, make_corpus, make_llama2_tokenizer, print_speed, run_once,
-                     same_files)
+from _common import (REALDATA, REPO, benchmark_parser, interleaved_runs, make_corpus, make_llama2_tokenizer,
+                     print_speed, run_once, same_files)
 
 OLD_SECONDS = {10: 65.0}
 """The old script's wall time on `--repeat` copies of ../shared/realdata/sft (2 cores, max_length 512)."""
@@ -61,13 +61,12 @@ def main(argv: list[str] | None = None) -> int:
 
         results, hf_runs = {}, []
         for i, pack in enumerate(args.variants):
-            out, runs = os.path.join(work, f"out{i}"), []
-            timed = i == 0  # the other variants run once, for their fill
-            for n in range(max(args.runs, args.hf_runs) if timed else 1):  # interleaved: the same machine load
-                if n < (args.runs if timed else 1):
-                    runs.append(run_once(command(out, *VARIANTS[pack])))
-                if timed and n < args.hf_runs:
-                    hf_runs.append(run_once(command(os.path.join(work, "out_hf"), *VARIANTS[pack], "--encoder", "hf")))
+            out = os.path.join(work, f"out{i}")
+            if i == 0:  # timed, beside the hf encoder
+                hf = command(os.path.join(work, "out_hf"), *VARIANTS[pack], "--encoder", "hf")
+                runs, hf_runs = interleaved_runs(command(out, *VARIANTS[pack]), hf, args.runs, args.hf_runs)
+            else:  # the other variants run once, for their fill
+                runs = [run_once(command(out, *VARIANTS[pack]))]
             with open(os.path.join(out, "manifest.json"), encoding="utf-8") as f:
                 results[pack] = (runs, json.load(f))
         identical = (same_files(os.path.join(work, "out0", "arrow"), os.path.join(work, "out_hf", "arrow"))

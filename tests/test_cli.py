@@ -97,7 +97,7 @@ def test_shim_reports_bad_input(tmp_path):
     assert done.stderr.strip() == f"error: --data_input_dirs: folder {tmp_path / 'x'} does not exist"
 
 
-def test_train_placeholder_says_not_yet():
+def test_train_without_a_model_is_refused():
     done = subprocess.run([sys.executable, "train.py"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 2
     assert "train.py: error: --pretrained: give the HF model folder to start from" in done.stderr

@@ -70,14 +70,6 @@ class BucketSampler(torch.utils.data.Sampler):
             raise ValueError(f"position {position} is not a multiple of the world size {self.world_size}")
         self.epoch, self.position = epoch, position
 
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state["seed"] != self.seed:
-            raise ValueError(f"the checkpoint's data order used seed {state['seed']}, this run {self.seed}")
-        self.set_epoch(state["epoch"], state["position"])
-
 
 def positions_and_mask(seq_lengths: list[list[int]], length: int, dtype: torch.dtype, with_mask: bool = True):
     """Per-document position ids (B, L) and the additive block-causal mask (B, 1, L, L) or None."""

@@ -4,7 +4,8 @@
         --data_output_dirs OUT --llama_version 2 [--max_length 4096] [--template default]
 
 Only assistant replies carry labels. A shim over `colossal_llama.data.sft.main`;
-`--help` lists every flag. The import sits under the main guard: worker
+`--help` lists every flag; installed, the same command is
+`colossal-llama-prepare-sft`. The import sits under the main guard: worker
 processes (when spawned) re-import this file and must not load the pipeline.
 """
 

@@ -4,7 +4,10 @@
     colossalai run --nproc_per_node 8 train.py --config stage1.yaml
     torchrun --nproc_per_node 2 train.py --plugin ddp ...
 
-Every flag: `python train.py --help`; the library: colossal_llama/training/.
+A shim kept for existing launch scripts: the same command line, installed with the package, is
+`python -m colossal_llama.training` (what the stage runner launches, `-m` for torchrun and
+colossalai run too) and `colossal-llama-train`. Every flag: `python train.py --help`; the
+library: colossal_llama/training/.
 """
 
 import sys

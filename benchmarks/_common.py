@@ -77,6 +77,13 @@ def run_once(command: list[str]) -> Run:
     return Run(wall, rss, pss, err)
 
 
+def prepare_command(script: str, corpus: str, tokenizer_dir: str, out: str, args, *flags: str) -> list[str]:
+    """The command line of one preparation run (`script` at the repository root) over `corpus` into `out`."""
+    return [sys.executable, os.path.join(REPO, script), "--data_input_dirs", corpus, "--tokenizer_dir", tokenizer_dir,
+            "--data_output_dirs", out, "--max_length", str(args.max_length), "--num_workers", str(args.num_workers),
+            "--overwrite", *flags]
+
+
 def interleaved_runs(ours: list[str], theirs: list[str] | None, runs: int, their_runs: int) -> tuple[list[Run], list[Run]]:
     """Run `ours` `runs` times and `theirs` `their_runs` times, alternating, so that both see the same machine
     load (a background job slows both alike instead of one)."""

@@ -26,10 +26,9 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 
-from _common import (REALDATA, REPO, benchmark_parser, interleaved_runs, make_corpus, make_llama2_tokenizer,
+from _common import (REALDATA, benchmark_parser, interleaved_runs, make_corpus, make_llama2_tokenizer, prepare_command,
                      print_speed, same_files)
 
 OLD_SECONDS = {10: 78.0, 50: 183.0}
@@ -64,11 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         tokenizer_dir = args.tokenizer_dir or make_llama2_tokenizer(os.path.join(work, "tokenizer"))
 
         def command(out: str, *flags: str) -> list[str]:
-            return [sys.executable, os.path.join(REPO, "prepare_pretrain_dataset.py"),
-                    "--data_input_dirs", os.path.join(work, "corpus"), "--tokenizer_dir", tokenizer_dir,
-                    "--data_output_dirs", out, "--max_length", str(args.max_length),
-                    "--num_spliced_dataset_bins", str(args.num_spliced_dataset_bins),
-                    "--num_workers", str(args.num_workers), "--overwrite", *flags]
+            return prepare_command("prepare_pretrain_dataset.py", os.path.join(work, "corpus"), tokenizer_dir, out, args,
+                                   "--num_spliced_dataset_bins", str(args.num_spliced_dataset_bins), *flags)
 
         out, out_hf = os.path.join(work, "out"), os.path.join(work, "out_hf")
         runs, hf_runs = interleaved_runs(command(out), command(out_hf, "--encoder", "hf"), args.runs, args.hf_runs)

@@ -25,10 +25,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 
-from _common import (REALDATA, REPO, benchmark_parser, interleaved_runs, make_corpus, make_llama2_tokenizer,
+from _common import (REALDATA, benchmark_parser, interleaved_runs, make_corpus, make_llama2_tokenizer, prepare_command,
                      print_speed, run_once, same_files)
 
 OLD_SECONDS = {10: 65.0}
@@ -53,11 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         tokenizer_dir = args.tokenizer_dir or make_llama2_tokenizer(os.path.join(work, "tokenizer"))
 
         def command(out: str, *flags: str) -> list[str]:
-            return [sys.executable, os.path.join(REPO, "prepare_sft_dataset.py"),
-                    "--data_input_dirs", os.path.join(work, "corpus"), "--tokenizer_dir", tokenizer_dir,
-                    "--data_output_dirs", out, "--max_length", str(args.max_length),
-                    "--llama_version", str(args.llama_version), "--num_workers", str(args.num_workers),
-                    "--overwrite", *flags]
+            return prepare_command("prepare_sft_dataset.py", os.path.join(work, "corpus"), tokenizer_dir, out, args,
+                                   "--llama_version", str(args.llama_version), *flags)
 
         results, hf_runs = {}, []
         for i, pack in enumerate(args.variants):

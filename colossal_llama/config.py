@@ -4,13 +4,24 @@ Every field has a docstring; validation happens in `__post_init__`, so a
 config built in code is checked exactly like one built from the command line.
 The command-line flags keep the names of the old Colossal-LLaMA scripts
 (`--data_input_dirs`, `--tokenizer_dir`, ...) so existing launch scripts work.
+
+Every command with a config dataclass builds its flags from the fields with
+`add_dataclass_arguments` (a flag's default and --help are its field's, so no
+command repeats them), and `coerce` converts a value read from a settings file
+(train.py --config, a stage recipe) to its field's type.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
+import functools
+import inspect
 import os
+import textwrap
+import types
+import typing
 from dataclasses import dataclass, field
 
 from colossal_llama.errors import ConfigError
@@ -135,69 +146,165 @@ class SftDataConfig(DataConfig):
 
 
 def field_help(cls, name: str) -> str:
-    """The docstring written under a dataclass field, as argparse --help text.
+    """The docstring written under a dataclass field (inherited fields included), as argparse --help text.
 
     argparse %-formats help strings (for `%(default)s`), so a literal `%` in a
     docstring ("2.5% of all steps") is doubled here, once for every parser.
     """
-    import ast
-    import inspect
-
-    tree = ast.parse(inspect.getsource(cls))
-    body = tree.body[0].body
-    for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == name:
-            if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-                return str(nxt.value.value).replace("%", "%%")
-    return ""
+    return _field_docs(cls).get(name, "").replace("%", "%%")
 
 
-def _add_data_arguments(p: argparse.ArgumentParser) -> None:
-    h = lambda name: field_help(DataConfig, name)  # noqa: E731
-    p.add_argument("--data_input_dirs", required=True, help="Comma-separated list. " + h("data_input_dirs"))
-    p.add_argument("--tokenizer_dir", required=True, help=h("tokenizer_dir"))
-    p.add_argument("--data_output_dirs", default="data_output_dirs", help=h("data_output_dirs"))
-    p.add_argument("--max_length", type=int, default=4096, help=h("max_length"))
-    p.add_argument("--num_spliced_dataset_bins", type=int, default=10, help=h("num_spliced_dataset_bins"))
-    p.add_argument("--num_workers", type=int, default=os.cpu_count() or 1, help=h("num_workers"))
-    p.add_argument("--seed", type=int, default=42, help=h("seed"))
-    p.add_argument("--on_error", choices=ON_ERROR_CHOICES, default="raise", help=h("on_error"))
-    p.add_argument("--max_record_bytes", type=int, default=16 << 20, help=h("max_record_bytes"))
-    p.add_argument("--recursive", action="store_true", help=h("recursive"))
-    p.add_argument("--overwrite", action="store_true", help=h("overwrite"))
-    p.add_argument("--encoder", choices=ENCODER_CHOICES, default="auto", help=h("encoder"))
+@functools.lru_cache(maxsize=None)
+def _field_docs(cls) -> dict[str, str]:
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__[:-1]):  # base classes first (not `object`): a subclass's docstring wins
+        try:
+            body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+        except (OSError, TypeError):  # built-ins and classes made at run time have no source to read
+            continue
+        for node, nxt in zip(body, body[1:]):
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) \
+                    and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+                docs[node.target.id] = str(nxt.value.value)
+    return docs
+
+
+def field_types(cls) -> dict[str, object]:
+    """Each field's type, resolved from its annotation (`int | None`, `list[str]`), by field name."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _without_none(annotation):
+    """`int` for `int | None`; any other annotation as it is."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        rest = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return annotation
+
+
+def _type_name(annotation) -> str:
+    return annotation.__name__ if isinstance(annotation, type) and not typing.get_args(annotation) else str(annotation)
+
+
+def coerce(value, annotation):
+    """A value read from a settings file (YAML, JSON) as a field of type `annotation`.
+
+    YAML 1.1 reads `3e-4` as a string and JSON writes `1.0` as `1`, so numbers
+    are converted with `int()` / `float()`; a bool must be a bool (`"no"` is not
+    False); a single value for a list field is a one-item list; None is kept
+    (the dataclass itself says whether it may be None).
+
+    Raises:
+        ConfigError: `expected <type>, got <value>`.
+    """
+    base = _without_none(annotation)
+    if value is None or base is bool and isinstance(value, bool):
+        return value
+    try:
+        if typing.get_origin(base) is list:
+            item = (typing.get_args(base) or (str,))[0]
+            return [item(v) for v in value] if isinstance(value, list) else [item(value)]
+        if base in (int, float, str):
+            return base(value)
+        if base is not bool:  # a type no flag has (dict, ...): the dataclass checks it
+            return value
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(f"expected {_type_name(annotation)}, got {value!r}")
+
+
+def add_dataclass_arguments(parser, cls, *, choices: dict | None = None, exclude: tuple = (),
+                            negatable: bool = False, overrides: dict | None = None) -> None:
+    """Add one `--<field>` flag per field of the dataclass `cls` to `parser` (a parser or an argument group).
+
+    The help of a flag is the docstring under its field; its default is the
+    field's, except where the parser's `argument_default` is SUPPRESS (a flag
+    not given then stays out of the namespace: how train.py lays flags over a
+    --config file). A field without a default is a required flag. By type:
+    `bool` -> `--name` (store_true), `list[T]` -> `--name a b`, others -> `--name value`.
+
+    Args:
+        choices: field name -> the values its flag accepts.
+        exclude: fields that are no flags (set by code or files only).
+        negatable: every bool flag also takes `--no-<name>`; without it only
+            bools that default to True do (store_true could not turn them off).
+        overrides: field name -> `add_argument` keyword arguments that replace
+            the generated ones (a different help, nargs, ...).
+    """
+    choices, overrides = choices or {}, overrides or {}
+    suppress = parser.argument_default == argparse.SUPPRESS
+    hints = field_types(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
+        kwargs = _flag_kwargs(f, _without_none(hints[f.name]), suppress, negatable)
+        kwargs["help"] = field_help(cls, f.name)
+        if f.name in choices:
+            kwargs["choices"] = choices[f.name]
+        kwargs.update(overrides.get(f.name, {}))
+        parser.add_argument(f"--{f.name}", **kwargs)
+
+
+def _flag_kwargs(f: dataclasses.Field, base, suppress: bool, negatable: bool) -> dict:
+    """`add_argument` keyword arguments for one field: action or type, default, required."""
+    if f.default is not dataclasses.MISSING:
+        default = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        default = f.default_factory()
+    else:
+        default = dataclasses.MISSING
+    kwargs: dict = {}
+    if default is dataclasses.MISSING:
+        kwargs["required"] = True
+    elif not suppress:
+        kwargs["default"] = default
+    if base is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction if negatable or default is True else "store_true"
+    elif typing.get_origin(base) is list:
+        kwargs.update(nargs="+", type=(typing.get_args(base) or (str,))[0])
+    else:
+        kwargs["type"] = base
+    return kwargs
+
+
+def parser_for(cls, prog: str, description: str, **options) -> argparse.ArgumentParser:
+    """A parser whose flags are the fields of `cls` (`options`: those of `add_dataclass_arguments`)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_dataclass_arguments(parser, cls, **options)
+    return parser
+
+
+# what both prepare commands take differently from the generated flags
+_DATA_FLAGS = dict(
+    choices={"on_error": ON_ERROR_CHOICES, "encoder": ENCODER_CHOICES, "llama_version": LLAMA_VERSIONS},
+    exclude=("chunk_bytes",),  # a memory bound for tests and benchmarks, not a flag of the old scripts
+    # the old scripts' syntax: one comma-separated string (`__post_init__` splits it)
+    overrides={"data_input_dirs": {"nargs": None,
+                                   "help": "Comma-separated list. " + field_help(DataConfig, "data_input_dirs")}},
+)
 
 
 def pretrain_data_parser() -> argparse.ArgumentParser:
     """The command line of `prepare_pretrain_dataset.py`."""
-    p = argparse.ArgumentParser(
-        prog="prepare_pretrain_dataset.py",
-        description="Tokenize pretraining jsonl ({source, target, category}) into packed, bucketed Arrow shards.",
-    )
-    _add_data_arguments(p)
-    return p
+    return parser_for(PretrainDataConfig, "prepare_pretrain_dataset.py",
+                      "Tokenize pretraining jsonl ({source, target, category}) into packed, bucketed Arrow shards.",
+                      **_DATA_FLAGS)
 
 
 def sft_data_parser() -> argparse.ArgumentParser:
     """The command line of `prepare_sft_dataset.py`."""
-    h = lambda name: field_help(SftDataConfig, name)  # noqa: E731
-    p = argparse.ArgumentParser(
-        prog="prepare_sft_dataset.py",
-        description="Tokenize conversations ({messages: [{from, content}]}) into bucketed Arrow shards "
-        "where only assistant replies carry labels.",
-    )
-    _add_data_arguments(p)
-    p.add_argument("--llama_version", type=int, choices=LLAMA_VERSIONS, default=None, help=h("llama_version"))
-    p.add_argument("--template", default="default", help=h("template"))
-    p.add_argument("--pack", action=argparse.BooleanOptionalAction, default=True, help=h("pack"))
-    p.add_argument("--pack_within_category", action="store_true", help=h("pack_within_category"))
-    p.add_argument("--category", default=None, help=h("category"))
-    return p
+    return parser_for(SftDataConfig, "prepare_sft_dataset.py",
+                      "Tokenize conversations ({messages: [{from, content}]}) into bucketed Arrow shards "
+                      "where only assistant replies carry labels.", **_DATA_FLAGS)
 
 
 def parse_pretrain_data_args(argv: list[str] | None = None) -> PretrainDataConfig:
+    """`prepare_pretrain_dataset.py`'s command line as a checked config."""
     return PretrainDataConfig(**vars(pretrain_data_parser().parse_args(argv)))
 
 
 def parse_sft_data_args(argv: list[str] | None = None) -> SftDataConfig:
+    """`prepare_sft_dataset.py`'s command line as a checked config."""
     return SftDataConfig(**vars(sft_data_parser().parse_args(argv)))

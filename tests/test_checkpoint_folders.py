@@ -35,3 +35,19 @@ def test_keep_last_n(tmp_path):
     assert [s for s, _ in list_checkpoints(str(tmp_path))] == [15, 20]
     assert prune_checkpoints(str(tmp_path), keep=0) == []
     assert latest_checkpoint(str(tmp_path / "none")) is None
+
+
+def test_saves_killed_at_any_step_are_cleaned_live_ones_kept(tmp_path):
+    from colossal_llama.outputs import LOCK_NAME, take_lock
+
+    dead, live = tmp_path / "step-00000003.tmp-abcdef12", tmp_path / "step-00000005.tmp-12345678"
+    for folder in (dead, live):
+        folder.mkdir()
+        (folder / LOCK_NAME).write_text("")
+    held = take_lock(str(live / LOCK_NAME))  # another open file: conflicts as another process would
+    try:
+        save(tmp_path, 4)
+        assert sorted(os.listdir(tmp_path)) == ["step-00000004", live.name]
+        assert [s for s, _ in list_checkpoints(str(tmp_path))] == [4]
+    finally:
+        held.close()

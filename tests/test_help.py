@@ -66,6 +66,14 @@ def console_scripts() -> dict[str, str]:
 SCRIPTS, MODULES = shipped_commands()
 
 
+# every command a user runs, installed as `colossal-llama-<verb>` (an installed package has no checkout scripts)
+COMMANDS = {"prepare-pretrain": "colossal_llama.data.pretrain", "prepare-sft": "colossal_llama.data.sft",
+            "inspect": "colossal_llama.data.inspect_rows", "init-tokenizer": "colossal_llama.tokenizer.init_tokenizer",
+            "init-model": "colossal_llama.model.init_model", "train": "colossal_llama.training.cli",
+            "run-recipe": "colossal_llama.stages.__main__", "report": "colossal_llama.stages.report",
+            "generate": "colossal_llama.inference.generate", "chat": "colossal_llama.inference.chat"}
+
+
 def test_every_command_of_the_brief_is_found():
     """Discovery itself works (a broken walk would make the tests below vacuous)."""
     for script in ["train.py", "prepare_pretrain_dataset.py", "prepare_sft_dataset.py",
@@ -74,9 +82,16 @@ def test_every_command_of_the_brief_is_found():
                    "benchmarks/init_embeddings.py", "benchmarks/train_throughput.py"]:
         assert script.replace("/", os.sep) in SCRIPTS, script
     for module in ["colossal_llama.stages", "colossal_llama.stages.report", "colossal_llama.model.init_model",
-                   "colossal_llama.tokenizer.init_tokenizer"]:
+                   "colossal_llama.tokenizer.init_tokenizer", "colossal_llama.training",
+                   "colossal_llama.inference.generate", "colossal_llama.inference.chat"]:
         assert module in MODULES, module
-    assert len(console_scripts()) >= 6
+    assert set(console_scripts()) == {f"colossal-llama-{verb}" for verb in COMMANDS}
+
+
+def test_console_scripts_point_at_the_package_commands():
+    """Each console script runs the package module of its command (not a copy in applications/)."""
+    for verb, module in COMMANDS.items():
+        assert console_scripts()[f"colossal-llama-{verb}"] == f"{module}:main", verb
 
 
 # what a script's help must mention besides "usage:" (a spot check that the right parser answered)

@@ -188,7 +188,7 @@ def test_long_history_is_trimmed_to_fit(tmp_path, sp_chat_model, sp_tokenizer_di
 
 
 def test_load_errors_name_the_folder(tmp_path, sp_tokenizer_dir):
-    with pytest.raises(InferenceError, match=f"{tmp_path / 'missing'}: no such model folder"):
+    with pytest.raises(InferenceError, match=f"--model_dir {tmp_path / 'missing'}: folder does not exist"):
         load_for_inference(str(tmp_path / "missing"))
     with pytest.raises(InferenceError, match=rf"{sp_tokenizer_dir}: not a model folder \(no config.json\)"):
         load_for_inference(sp_tokenizer_dir)
@@ -218,7 +218,7 @@ def test_generate_cli_reports_the_bad_line(tmp_path, sp_chat_model):
     prompts.write_text('{"prompt": "hi"}\n{"prompt": \n', encoding="utf-8")
     done = run_script("generate.py", "--model_dir", sp_chat_model[0], "--prompts_file", str(prompts))
     assert done.returncode == 2
-    assert done.stderr.startswith(f"error: {prompts}, line 2: not valid JSON") and done.stderr.count("\n") == 1
+    assert done.stderr.startswith(f"error: {prompts}:2: invalid JSON") and done.stderr.count("\n") == 1
 
 
 def test_chat_cli_streams_and_resets(sp_chat_model):

@@ -146,3 +146,86 @@ def test_only_staging_folders_are_cleaned(tmp_path):
     os.utime(stale, (0, 0))
     assert remove_stale_staging(str(tmp_path / "out")) == [str(stale)]
     assert mine.is_dir()
+
+
+def test_ranks_write_one_staging_folder_and_the_main_one_publishes(tmp_path):
+    """Two ranks (threads here): one staging folder, each rank's file in the published output."""
+    import threading
+
+    from colossal_llama.outputs import shared_staging_path
+
+    out, barrier, seen, errors = tmp_path / "export", threading.Barrier(2, timeout=10), {}, []
+
+    def rank(r):
+        try:
+            with staged_output(str(out), overwrite=True, is_main=r == 0, barrier=barrier.wait,
+                               report_as=str(out)) as tmp:
+                seen[r] = tmp
+                (tmp_path / os.path.basename(tmp) / f"rank-{r}").write_text(str(r))
+        except Exception as exc:  # noqa: BLE001 - reported below, threads swallow them
+            errors.append(exc)
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in (1, 0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and seen[0] == seen[1] == shared_staging_path(str(out))
+    assert sorted(os.listdir(out)) == ["rank-0", "rank-1"] and os.listdir(tmp_path) == ["export"]
+
+
+def test_a_shared_staging_folder_of_a_dead_run_is_replaced_a_live_ones_refused(tmp_path):
+    from colossal_llama.outputs import shared_staging_path, take_lock
+
+    out = tmp_path / "ck" / "step-00000004"
+    left = shared_staging_path(str(out))
+    for lock_file in (True, False):  # killed while writing (its lock free), killed while publishing (no lock file)
+        os.makedirs(left)
+        open(os.path.join(left, "half.bin"), "w").close()
+        if lock_file:
+            open(os.path.join(left, LOCK_NAME), "w").close()
+        with staged_output(str(out), overwrite=True, barrier=lambda: None) as tmp:
+            assert tmp == left and os.listdir(tmp) == [LOCK_NAME]
+            open(os.path.join(tmp, "model.bin"), "w").close()
+        assert os.listdir(out) == ["model.bin"] and not os.path.exists(left)
+    os.makedirs(left)
+    held = take_lock(os.path.join(left, LOCK_NAME))  # another open file: conflicts as another process would
+    try:
+        with pytest.raises(OutputError, match="another run is writing it now"):
+            with staged_output(str(out), overwrite=True, barrier=lambda: None):
+                pass
+        assert os.listdir(left) == [LOCK_NAME] and os.listdir(out) == ["model.bin"]
+    finally:
+        held.close()
+
+
+def test_a_failing_shared_write_names_the_output_and_keeps_the_previous_one(tmp_path):
+    out = tmp_path / "final"
+    out.mkdir()
+    (out / "old.bin").write_text("old")
+    with pytest.raises(OutputError, match=f"^{out}: No space left on device$"):
+        with staged_output(str(out), overwrite=True, barrier=lambda: None, report_as=str(out)):
+            raise RuntimeError("[enforce fail at inline_container.cc] unexpected pos") from OSError(28, "No space left on device")
+    with pytest.raises(KeyError):  # not the file system's fault: passes through
+        with staged_output(str(out), overwrite=True, barrier=lambda: None, report_as=str(out)):
+            raise KeyError("x")
+    assert os.listdir(tmp_path) == ["final"] and os.listdir(out) == ["old.bin"]
+
+
+def test_write_json_replaces_whole_files(tmp_path):
+    from colossal_llama.outputs import write_json
+
+    path = tmp_path / "sub" / "state.json"
+    previous = os.umask(0o022)
+    try:
+        write_json(str(path), {"b": 1, "a": "é"}, indent=2, ensure_ascii=False)
+    finally:
+        os.umask(previous)
+    assert path.read_text(encoding="utf-8") == '{\n  "b": 1,\n  "a": "é"\n}\n'
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    with pytest.raises(TypeError):
+        write_json(str(path), {"a": object()})  # fails halfway through: the old file stays whole
+    assert json.loads(path.read_text()) == {"b": 1, "a": "é"} and os.listdir(path.parent) == ["state.json"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match=f"^{tmp_path / 'file' / 'x.json'}: "):
+        write_json(str(tmp_path / "file" / "x.json"), {})

@@ -11,15 +11,18 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import numpy as np
 import pytest
 import yaml
 from safetensors.torch import load_file
 
-from colossal_llama.errors import RecipeError
+from colossal_llama.errors import DataError, RecipeError
 from colossal_llama.stages.recipe import load_recipe
-from colossal_llama.stages.sources import FileHashes, MixPart, build_mixture, chosen_rows, parts_of, prepare_source
+from colossal_llama.data.manifest import parts_of
+from colossal_llama.data.mixtures import MixPart, build_mixture, chosen_rows
+from colossal_llama.stages.sources import FileHashes, prepare_source
 from helpers import REPO, SAMPLE_PRETRAIN
 
 STORY_EN = os.path.join(SAMPLE_PRETRAIN, "story_en.jsonl.gz")
@@ -101,6 +104,34 @@ def test_bad_recipes_name_the_file_and_key(tmp_path, dotted, value, message):
     assert str(error.value).startswith(path + ": ") and message in str(error.value)
 
 
+def test_every_error_of_a_recipe_is_reported_at_once(tmp_path):
+    recipe = base_recipe(str(tmp_path))
+    recipe["launcher"]["nproc_per_node"] = "two"  # a wrong type
+    recipe["stages"][0]["train"]["lr"] = "fast"  # a train.py setting of the wrong type, in another stage
+    recipe["stages"][1]["replay"][0]["stage"] = "later"  # a reference to a stage that does not run before
+    path = write_recipe(tmp_path, recipe)
+    with pytest.raises(RecipeError) as error:
+        load_recipe(path, run_dir=str(tmp_path / "run"))
+    assert str(error.value).splitlines() == [
+        f"{path}: launcher.nproc_per_node: expected int, got 'two'",
+        f"{path}: stages[0] (a).train.lr: expected float, got 'fast'",
+        f"{path}: stages[1] (b).replay[0].stage: no stage 'later' runs before this one (earlier: ['a'])",
+    ]
+
+
+def test_unknown_keys_are_refused_with_their_path(tmp_path):
+    recipe = base_recipe(str(tmp_path))
+    recipe["sources"]["qa"]["weight"] = 2
+    recipe["stages"][1]["start"] = {"expand": {"pieces": [QA_ZH], "piece_count": 3}}
+    path = write_recipe(tmp_path, recipe)
+    with pytest.raises(RecipeError) as error:
+        load_recipe(path, run_dir=str(tmp_path / "run"))
+    lines = str(error.value).splitlines()
+    assert len(lines) == 2
+    assert lines[0] == f"{path}: sources.qa.weight: unknown key (allowed: jsonl, prepared, kind, prepare)"
+    assert lines[1].startswith(f"{path}: stages[1] (b).start.expand.piece_count: unknown key (allowed: pieces, ")
+
+
 def test_bad_recipe_from_the_command_line_runs_nothing(tmp_path):
     recipe = base_recipe(str(tmp_path))
     recipe["stages"][1]["train"]["lr"] = "fast"
@@ -126,7 +157,101 @@ def test_chosen_rows_repeat_factor():
     assert len(rows) == 25 and sorted(set(counts.tolist())) == [2, 3] and (counts == 3).sum() == 5
     assert (rows == chosen_rows(10, 2.5, seed=0, label="x")).all()
     assert not (rows == chosen_rows(10, 2.5, seed=1, label="x")).all()
+    assert not (rows == chosen_rows(10, 2.5, seed=0, label="y")).all()  # each source draws its own sample
     assert len(chosen_rows(10, 0.04, 0, "x")) == 0
+    for count, factor in [(7, 1.3), (10, 0.5), (3, 2.0), (1000, 0.37)]:  # accounting: round(count * factor) rows
+        rows = chosen_rows(count, factor, 5, "x")
+        assert len(rows) == round(count * factor) and (np.bincount(rows, minlength=count) >= int(factor)).all()
+
+
+def fake_source(folder, rows: int, category: str, per_segment: bool = False, fingerprint: str = "tok-a") -> str:
+    """A prepared folder written with the data path's writer, in two parts; row r holds ids r*100+1.. so
+    rows can be told apart. Per-segment rows hold a `qa` and a `chat` segment, the first masked."""
+    from colossal_llama.data.manifest import write_manifest
+    from colossal_llama.data.segments import row_category
+    from colossal_llama.data.shards import RowWriter
+
+    for part, members in enumerate(np.array_split(np.arange(rows), 2)):
+        writer = RowWriter(os.path.join(folder, "arrow", f"part-{part:05d}"), f"fp{part}", segment_categories=per_segment)
+        seq = [[1 + r % 3, 2] for r in members.tolist()]
+        ids = np.concatenate([r * 100 + 1 + np.arange(sum(s)) for r, s in zip(members.tolist(), seq)])
+        labels = np.concatenate([[-100] * s[0] + [5] * s[1] for s in seq])
+        names = [category, "chat"] * len(seq) if per_segment else [category] * 2 * len(seq)
+        writer.write(ids, labels, [sum(s) for s in seq], np.concatenate(seq), [2] * len(seq),
+                     [row_category(names[2 * i : 2 * i + 2]) for i in range(len(seq))], names if per_segment else None)
+        writer.close()
+    write_manifest(folder, {"tool": "colossal_llama", "kind": "pretrain", "max_length": 16,
+                            "tokenizer": {"fingerprint": fingerprint, "name_or_path": "tok", "vocab_size": 9999},
+                            "inputs": [{"path": f"{category}.jsonl", "bytes": 1, "sha256": category}]})
+    return str(folder)
+
+
+def mixture_rows(folder) -> list:
+    import datasets
+
+    return [list(datasets.load_from_disk(p)) for p in parts_of(str(folder))]
+
+
+def test_mixture_accounting_proportions_and_training_checks(tmp_path):
+    from colossal_llama.data.segments import segment_categories_of
+    from colossal_llama.training.prepared import check_manifest, manifest_of
+
+    story = fake_source(tmp_path / "story", 7, "story")
+    qa = fake_source(tmp_path / "qa", 10, "qa", per_segment=True)
+    manifest = build_mixture(str(tmp_path / "mix"), [MixPart("story", story, 2.0), MixPart("qa", qa, 0.5)], 3, seed=1)
+    buckets = mixture_rows(tmp_path / "mix")
+    assert {t["source"]: t["rows"] for t in manifest["sources"]} == {"story": 14, "qa": 5}  # round(count * weight)
+    # bucket k holds slice k of every source's rows: story 14 -> 5 5 4, qa 5 -> 2 2 1
+    from_story = [[r["category"] == "story" for r in rows] for rows in buckets]
+    assert [(sum(b), len(b) - sum(b)) for b in from_story] == [(5, 2), (5, 2), (4, 1)]
+    assert [b["rows"] for b in manifest["buckets"]] == [len(rows) for rows in buckets]
+    rows = [r for b in buckets for r in b]
+    story_ids = Counter(r["input_ids"][0] for r in rows if r["category"] == "story")
+    assert story_ids == {i * 100 + 1: 2 for i in range(7)}  # every story row exactly twice
+    assert len({r["input_ids"][0] for r in rows if r["category"] != "story"}) == 5  # five qa rows, no repeats
+    # the counts are those of the rows written, per segment
+    segments = Counter(c for r in rows for c in segment_categories_of(r))
+    assert {n: e["segments"] for n, e in manifest["categories"].items()} == segments == {"story": 28, "qa": 5, "chat": 5}
+    assert manifest["totals"]["tokens_out"] == sum(len(r["input_ids"]) for r in rows)
+    assert manifest["totals"]["label_tokens"] == sum(x != -100 for r in rows for x in r["labels"]) == 2 * 19
+    assert all(len(segment_categories_of(r)) == len(r["seq_lengths"]) for r in rows)
+    for part in parts_of(str(tmp_path / "mix")):  # training reads it as it reads prepared data
+        check_manifest(part, manifest_of(part), "tok-a", max_positions=16)
+    assert manifest["kind"] == "mixture" and [i["path"] for i in manifest["inputs"]] == ["story.jsonl", "qa.jsonl"]
+
+
+def test_mixture_same_seed_same_bytes_and_reused(tmp_path, monkeypatch):
+    from colossal_llama.data import mixtures
+
+    story = fake_source(tmp_path / "story", 9, "story")
+    qa = fake_source(tmp_path / "qa", 12, "qa", per_segment=True)
+
+    def build(name, seed=1, weight=0.5):
+        return build_mixture(str(tmp_path / name), [MixPart("story", story, 1.0), MixPart("qa", qa, weight)], 2, seed)
+
+    def files(name):
+        root = tmp_path / name
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    first, again = build("a"), build("b")
+    assert first == again and files("a") == files("b")
+    other = build("c", seed=2)
+    assert {t["source"]: t["rows"] for t in other["sources"]} == {"story": 9, "qa": 6}
+    assert mixture_rows(tmp_path / "c") != mixture_rows(tmp_path / "a")  # another sample of qa
+    monkeypatch.setattr(mixtures, "staged_output", None)  # the same mixture again: nothing is written
+    assert build("a") == first
+    monkeypatch.undo()
+    assert {t["source"]: t["rows"] for t in build("a", weight=0.25)["sources"]}["qa"] == 3  # another one: replaced
+
+
+def test_mixture_refuses_other_tokenizers_and_empty_weights(tmp_path):
+    story = fake_source(tmp_path / "story", 4, "story")
+    other = fake_source(tmp_path / "other", 4, "qa", fingerprint="tok-b")
+    with pytest.raises(DataError, match="prepared with different tokenizers: story \\(tok\\), qa \\(tok\\)"):
+        build_mixture(str(tmp_path / "mix"), [MixPart("story", story, 1.0), MixPart("qa", other, 1.0)], 2, seed=1)
+    with pytest.raises(DataError, match="story with weight 0.1 selects none of its 4 rows"):
+        build_mixture(str(tmp_path / "mix"), [MixPart("story", story, 0.1)], 2, seed=1)
+    assert sorted(os.listdir(tmp_path)) == ["other", "story"]
 
 
 def test_prepared_once_per_content_and_tokenizer(tmp_path, sp_tokenizer_dir, llama3_tokenizer_dir, capsys):
@@ -161,8 +286,9 @@ def test_mixture_weights_buckets_and_sft_template(tmp_path, sp_tokenizer_dir):
                              buckets=3, seed=1)
     rows = {t["source"]: t["rows"] for t in manifest["sources"]}
     assert rows == {"story": 2 * n_story, "chat": round(0.5 * n_chat)}
-    assert sum(manifest["bucket_rows"]) == 2 * n_story + round(0.5 * n_chat) == size(str(tmp_path / "mix"))
-    assert max(manifest["bucket_rows"]) - min(manifest["bucket_rows"]) <= 2  # every bucket has the proportions
+    bucket_rows = [b["rows"] for b in manifest["buckets"]]
+    assert sum(bucket_rows) == 2 * n_story + round(0.5 * n_chat) == size(str(tmp_path / "mix"))
+    assert max(bucket_rows) - min(bucket_rows) <= 2  # every bucket has the proportions
     assert abs(sum(t["share"] for t in manifest["sources"]) - 1) < 1e-3
     assert os.path.isfile(tmp_path / "mix" / "tokenizer" / "tokenizer_config.json")  # the chat template travels
     # SFT rows (packed across categories: per-segment categories) next to pretraining rows (one category each)
@@ -249,11 +375,15 @@ def test_colossalai_run_hands_each_argument_and_variable_to_its_shell_intact(tmp
         loaded = load_recipe(write_recipe(tmp_path, recipe), str(tmp_path / ODD))
         launch = launch_command(loaded, config)
         assert launch[1] == "run"
-        args = run.make_context("run", launch[2:]).params
-        line = get_launch_command(args["master_addr"], args["master_port"], args["nproc_per_node"],
-                                  args["user_script"], list(args["user_args"]), 0, 2, False)
+        parsed = []  # what colossalai run makes of its command line (with -m, its words after it go to the module)
+        monkeypatch.setattr("colossalai.cli.launcher.launch_multi_processes", parsed.append)
+        run.main(launch[2:], standalone_mode=False)
+        args = parsed.pop()
+        line = get_launch_command(args.master_addr, args.master_port, args.nproc_per_node, args.user_script,
+                                  args.user_args, 0, 2, args.m)
         words = shlex.split(line)  # what the shell runs
-        assert words[-3:] == ["train.py", "--config", config] and f"--master_addr={address}" in words
+        assert words[-4:] == ["-m", "colossal_llama.training", "--config", config]
+        assert f"--master_addr={address}" in words
 
     odd = f"{ODD} \"$HOME\" `touch X` \\"
     env = launch_env(loaded.launcher, dict(os.environ, ODD_VALUE=odd, PWD=str(tmp_path / ODD)))
@@ -272,7 +402,7 @@ def test_colossalai_run_hands_each_argument_and_variable_to_its_shell_intact(tmp
     from colossal_llama.stages import launch
 
     launch.check_launcher(loaded)
-    monkeypatch.setattr(launch, "REPO", "/src/co$(touch X)")  # the one path colossalai run's `cd` gets unquoted
+    monkeypatch.setattr(launch, "PACKAGE_ROOT", "/src/co$(touch X)")  # the one path colossalai run's `cd` gets unquoted
     with pytest.raises(RecipeError, match=r"launcher.command: colossalai run changes to /src/co\$\(touch X\)"):
         launch.check_launcher(loaded)
 
@@ -364,5 +494,5 @@ def test_probe_score_is_answer_nll_per_character(tmp_path, tiny_model_dir):
         assert scores[record["category"]]["nats_per_char"] == pytest.approx(expected, abs=1e-4)
         assert scores[record["category"]]["chars"] == len(record["target"])
     path.write_text('{"source": "x", "target": ""}\n')
-    with pytest.raises(Exception, match=r"p.jsonl: line 1: expected"):
+    with pytest.raises(Exception, match=r"p.jsonl:1: expected"):
         probe_model(tiny_model_dir, [str(path)])

@@ -10,7 +10,7 @@ import pytest
 
 from helpers import REPO
 
-from colossal_llama.errors import ConfigError
+from colossal_llama.errors import ConfigError, PluginError
 from colossal_llama.training.cli import parse_train_args, train_parser
 from colossal_llama.training.config import TrainConfig, check_machine
 from colossal_llama.training.plugins import HYBRID_ONLY
@@ -142,7 +142,7 @@ def test_choices(capsys):
 
 
 def test_machine_checks():
-    with pytest.raises(ConfigError, match="--plugin gemini needs CUDA"):
+    with pytest.raises(PluginError, match="--plugin gemini needs CUDA"):
         check_machine(parse_train_args(BASE), cuda_available=False)
     check_machine(parse_train_args(BASE), cuda_available=True)
     with pytest.raises(ConfigError, match="fp16 needs CUDA"):

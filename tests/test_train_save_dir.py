@@ -48,7 +48,7 @@ def assert_intact(checkpoint: str) -> None:
     """Complete, every file as saved (files.json), and nothing half-written beside it."""
     read_checkpoint_info(checkpoint)
     save_dir = os.path.dirname(checkpoint)
-    assert not [n for n in os.listdir(save_dir) if n.endswith(".partial")], os.listdir(save_dir)
+    assert not [n for n in os.listdir(save_dir) if ".tmp-" in n or n.endswith(".partial")], os.listdir(save_dir)
     with open(os.path.join(save_dir, "train_config.json")) as f:
         json.load(f)
 
@@ -126,7 +126,7 @@ def test_metrics_after_the_resumed_step_are_dropped(tmp_path):
 
 def test_a_full_disk_is_recognised_without_an_os_error(tmp_path):
     """torch.save on a full disk raises `RuntimeError: ... unexpected pos`: the file system tells why."""
-    from colossal_llama.training.savedir import file_system_failure
+    from colossal_llama.outputs import file_system_failure
 
     opaque = RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 376832 vs 376724")
     assert file_system_failure(opaque, str(tmp_path)) is None  # room left: not the file system's fault

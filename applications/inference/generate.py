@@ -1,5 +1,6 @@
-"""Batch generation with an exported model folder: prompts in, completions out.
+"""Batch generation: a shim over `colossal_llama.inference.generate` (installed as `colossal-llama-generate`).
 
+    colossal-llama-generate --model_dir DIR ...    # the installed command; in a checkout also:
     # through the chat template of an SFT export
     python applications/inference/generate.py --model_dir runs/demo/stages/05-sft/model \\
         --prompt "Where is Calvessa?" --prompt "How many islands are there?"
@@ -7,91 +8,12 @@
     python applications/inference/generate.py --model_dir runs/demo/stages/01-pretrain/model --no-chat \\
         --prompts_file prompts.txt --temperature 0 --output completions.jsonl
 
---prompts_file: a .jsonl file holds one {"prompt": ...} object per line; any
-other file holds one prompt per non-empty line. --output writes one
-{"prompt", "completion"} object per line, in prompt order.
+`--help` lists every option; the code is in colossal_llama/inference/generate.py.
 """
 
-from __future__ import annotations
-
-import json
-import os
 import sys
-import tempfile
-
-from colossal_llama.errors import InferenceError
-from colossal_llama.inference.cli import cli_parser, run_cli, settings_from_args
-from colossal_llama.inference.generation import generate, load_for_inference
-
-
-def read_prompts(path: str) -> list[str]:
-    """The prompts of a .jsonl file ({"prompt": ...} per line) or a text file (one per non-empty line)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise InferenceError(f"--prompts_file {path}: cannot read it: {e}") from e
-    if not path.endswith(".jsonl"):
-        prompts = [line for line in lines if line.strip()]
-    else:
-        prompts = []
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InferenceError(f"{path}, line {number}: not valid JSON ({e.msg})") from e
-            prompt = record.get("prompt") if isinstance(record, dict) else None
-            if not isinstance(prompt, str) or not prompt.strip():
-                raise InferenceError(f'{path}, line {number}: expected an object with a non-empty string "prompt"')
-            prompts.append(prompt)
-    if not prompts:
-        raise InferenceError(f"--prompts_file {path}: no prompts")
-    return prompts
-
-
-def write_jsonl_atomic(path: str, rows: list[dict]) -> None:
-    """Write `rows` to a temporary file beside `path`, then rename it: never a half-written file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = cli_parser(__doc__)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--prompt", action="append", help="a prompt (repeat for several)")
-    source.add_argument("--prompts_file", help=".jsonl with {\"prompt\": ...} per line, else one prompt per line")
-    parser.add_argument("--no-chat", dest="chat", action="store_false",
-                        help="encode prompts as raw text instead of a user message of the chat template")
-    parser.add_argument("--output", help="write {\"prompt\", \"completion\"} jsonl lines here")
-    parser.add_argument("--batch_size", type=int, default=8, help="prompts generated together; default: %(default)s")
-    args = parser.parse_args(argv)
-
-    def run() -> int:
-        settings = settings_from_args(args)
-        prompts = args.prompt or read_prompts(args.prompts_file)
-        if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
-            raise InferenceError(f"--output {args.output}: its folder does not exist")
-        model, tokenizer = load_for_inference(args.model_dir, args.device, args.dtype)
-        completions = generate(model, tokenizer, prompts, settings, chat=args.chat, batch_size=args.batch_size)
-        for number, (prompt, completion) in enumerate(zip(prompts, completions), start=1):
-            print(f"[{number}] prompt: {prompt}\n[{number}] completion: {completion}\n", flush=True)
-        if args.output:
-            write_jsonl_atomic(args.output, [{"prompt": p, "completion": c} for p, c in zip(prompts, completions)])
-            print(f"wrote {len(prompts)} completions to {args.output}", file=sys.stderr)
-        return 0
-
-    return run_cli(run)
-
 
 if __name__ == "__main__":
+    from colossal_llama.inference.generate import main
+
     sys.exit(main())

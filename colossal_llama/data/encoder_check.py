@@ -22,8 +22,8 @@ import zlib
 
 import numpy as np
 
-from colossal_llama.data.records import decode_json_line
 from colossal_llama.errors import BadRecord
+from colossal_llama.jsonl import decode_json_line
 from colossal_llama.tokenizer.encoder import FastEncoder, single_threaded
 
 SAMPLE_BYTES = 256 << 10

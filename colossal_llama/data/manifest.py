@@ -1,12 +1,16 @@
 """The manifest (data-spec section 6) and the summary table printed at the end.
 
+    manifest = read_manifest("runs/data/pretrain"); parts_of("runs/data/pretrain")  # arrow/part-00000 ...
+
 The manifest is deterministic (no timestamps, no temporary paths) so that two
 runs on the same input can be compared byte for byte, shards and manifest.
+Prepared data and stage mixtures (mixtures.py) write it here, as `<out>/manifest.json`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections import Counter
 
@@ -14,7 +18,10 @@ from colossal_llama import __version__
 from colossal_llama.data.buckets import DROP_ALL_MASKED
 from colossal_llama.data.spill import DocTable
 from colossal_llama.data.mapstep import ChunkResult
+from colossal_llama.errors import DataError
+from colossal_llama.outputs import write_json
 
+MANIFEST = "manifest.json"
 COUNT_KEYS = ("records", "documents", "rows", "segments", "tokens", "label_tokens", "chunks")
 
 
@@ -26,6 +33,34 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def json_digest(value) -> str:
+    """16 hex digits naming a JSON-serialisable value (keys sorted): cache and mixture keys."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def read_manifest(folder: str) -> dict:
+    """The manifest of a prepared folder (data or mixture)."""
+    with open(os.path.join(folder, MANIFEST), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write_manifest(folder: str, manifest: dict) -> None:
+    """Write `<folder>/manifest.json` (UTF-8 as is, indented: people read it)."""
+    write_json(os.path.join(folder, MANIFEST), manifest, indent=2, ensure_ascii=False)
+
+
+def parts_of(folder: str) -> list[str]:
+    """The bucket folders of a prepared folder, in order (`--dataset` takes them so).
+
+    Raises:
+        DataError: `folder` has no arrow/ folder.
+    """
+    arrow = os.path.join(folder, "arrow")
+    if not os.path.isdir(arrow):
+        raise DataError(f"{folder}: no arrow/ folder (not written by prepare_*_dataset.py)")
+    return [os.path.join(arrow, p) for p in sorted(os.listdir(arrow)) if p.startswith("part-")]
+
+
 def _shape(counts: Counter) -> dict:
     """Flat counters -> manifest entry: counts, then dropped tokens by reason."""
     entry = {k: int(counts.get(k, 0)) for k in COUNT_KEYS}
@@ -33,7 +68,8 @@ def _shape(counts: Counter) -> dict:
     return entry
 
 
-def _fill(tokens: int, rows: int, max_length: int) -> float:
+def fill_ratio(tokens: int, rows: int, max_length: int) -> float:
+    """How full `rows` rows of `max_length` tokens are with `tokens` tokens (6 decimals)."""
     return round(tokens / (rows * max_length), 6) if rows else 0.0
 
 
@@ -73,7 +109,7 @@ def _category_entries(table: DocTable, parts: list[dict], results: list[ChunkRes
         rows = part.pop("rows")  # a row holding two categories counts once here
         for key in COUNT_KEYS:
             part[key] = rows if key == "rows" else sum(entry[key] for entry in part["categories"].values())
-        part["fill"] = _fill(part["tokens"], part["rows"], max_length)
+        part["fill"] = fill_ratio(part["tokens"], part["rows"], max_length)
     rejected: dict[str, Counter] = {}
     dropped: dict[str, Counter] = {}
     for r in results:
@@ -86,7 +122,7 @@ def _category_entries(table: DocTable, parts: list[dict], results: list[ChunkRes
         counts = categories.get(name, Counter())
         entry = _shape(counts)
         entry["tokens_in"] = int(counts.get("tokens_in", 0))
-        entry["fill"] = _fill(int(counts.get("row_tokens", 0)), entry["rows"], max_length)
+        entry["fill"] = fill_ratio(int(counts.get("row_tokens", 0)), entry["rows"], max_length)
         entry["rejected"] = dict(sorted(rejected.get(name, Counter()).items()))
         entry["dropped_records"] = dict(sorted(dropped.get(name, Counter()).items()))
         entries[name] = entry
@@ -133,7 +169,7 @@ def build_manifest(config, tokenizer_info, inputs: list[dict], results: list[Chu
             "tokens_out": tokens_out,
             "tokens_dropped": dropped,
             "rows": rows,
-            "fill": _fill(tokens_out, rows, config.max_length),
+            "fill": fill_ratio(tokens_out, rows, config.max_length),
             "label_tokens": sum(e["label_tokens"] for e in categories.values()),
             "parts": len(parts),
             **{k: int(v) for k, v in sorted(stats.items())},

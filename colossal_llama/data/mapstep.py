@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from colossal_llama.data.records import InputChunk, OversizedLine, decode_json_line, is_valid_text, iter_chunk_lines
+from colossal_llama.data.records import InputChunk, is_valid_text, iter_chunk_lines
 from colossal_llama.data.tokenize import IGNORE_INDEX
 from colossal_llama.errors import BadRecord, WorkerDied
+from colossal_llama.jsonl import OversizedLine, decode_json_line
 
 
 class ChunkBadRecord(Exception):

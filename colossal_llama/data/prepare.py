@@ -15,17 +15,20 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import replace
+from typing import TypeVar
 
 from tqdm import tqdm
 
 from colossal_llama.config import DataConfig
 from colossal_llama.data.buckets import plan_rows, write_buckets
 from colossal_llama.data.encoder_check import check_encoder_on_input
-from colossal_llama.data.manifest import build_manifest, count_per_input, input_files, summary_table
+from colossal_llama.data.manifest import build_manifest, count_per_input, input_files, summary_table, write_manifest
 from colossal_llama.data.mapstep import (ChunkBadRecord, MapSettings, preload_encoder, release_encoder, run_map, spill_path, worker_pool)
 from colossal_llama.data.records import count_lines_before, discover_input_files, plan_chunks
 from colossal_llama.data.spill import SpillReader, load_doc_table
 from colossal_llama.errors import ConfigError, DataError, OutputError, TokenizerError, WorkerDied
+from colossal_llama.model.hub import resolve_model_dir
 from colossal_llama.outputs import check_output_free, staged_output
 from colossal_llama.tokenizer.encoder import FastEncoder
 from colossal_llama.tokenizer.loading import describe_tokenizer, load_tokenizer
@@ -141,6 +144,15 @@ def _prepare_into(tmp: str, paths: list[str], chunks, pool, info, config, kind, 
     return manifest
 
 
+Config = TypeVar("Config", bound=DataConfig)
+
+
+def with_tokenizer_folder(config: Config) -> Config:
+    """A copy of `config` whose --tokenizer_dir is a folder: a hub id becomes its cached snapshot, so the workers
+    and the manifest get the folder (a copy also keeps what a job fills in out of the caller's config)."""
+    return replace(config, tokenizer_dir=resolve_model_dir(config.tokenizer_dir, "--tokenizer_dir", TokenizerError))
+
+
 def prepare_dataset(config: DataConfig, job) -> dict:
     """Run a whole preparation; returns the manifest.
 
@@ -182,9 +194,7 @@ def prepare_dataset(config: DataConfig, job) -> dict:
             release_encoder(info.encoder)
             if pool is not None:  # stopped before the clean-up, so no worker writes into tmp any more
                 pool.shutdown(wait=True, cancel_futures=True)
-        with open(os.path.join(tmp, "manifest.json"), "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=2, ensure_ascii=False)
-            f.write("\n")
+        write_manifest(tmp, manifest)
     return manifest
 
 

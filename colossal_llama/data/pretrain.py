@@ -10,7 +10,7 @@ record kind (data-spec section 1) and the command line.
 from __future__ import annotations
 
 from colossal_llama.config import PretrainDataConfig, parse_pretrain_data_args
-from colossal_llama.data.prepare import prepare_dataset, run_cli
+from colossal_llama.data.prepare import prepare_dataset, run_cli, with_tokenizer_folder
 from colossal_llama.data.tokenize import PretrainRecords
 
 
@@ -33,7 +33,7 @@ class PretrainJob:
 
 def prepare_pretrain_dataset(config: PretrainDataConfig) -> dict:
     """Prepare pretraining data (see `prepare.prepare_dataset`); returns the manifest."""
-    return prepare_dataset(config, PretrainJob)
+    return prepare_dataset(with_tokenizer_folder(config), PretrainJob)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,10 +1,11 @@
-"""Reading jsonl input: finding files, cutting them into chunks, validating records.
+"""The data path's input: finding files, cutting them into chunks, validating records.
 
 Input files are `*.jsonl` or `*.jsonl.gz`. A plain file is cut into chunks of
 at most `chunk_bytes` at line boundaries so workers can take them in parallel
 with bounded memory; a gzip file cannot be entered in the middle and is one
 chunk, read as a stream. Chunk boundaries never change the output: results
-are concatenated in (file, offset) order.
+are concatenated in (file, offset) order. Lines are read and decoded by the
+shared reader, `colossal_llama.jsonl`.
 
 Validation follows data-spec section 5: every problem is a `BadRecord` with a
 reason code (used for counts in the manifest) and a message for the user; the
@@ -18,18 +19,14 @@ valid JSON, but no tokenizer accepts it).
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
-import zlib
 from dataclasses import dataclass
 from typing import Iterator
 
 from colossal_llama.errors import BadRecord, DataError
+from colossal_llama.jsonl import OversizedLine, bounded_lines, open_input
 
 INPUT_SUFFIXES = (".jsonl", ".jsonl.gz")
-OVERSIZED_PREFIX_BYTES = 1000
-"""How much of a `too_large` line is kept (for rejected.jsonl)."""
 
 
 @dataclass(frozen=True)
@@ -116,56 +113,6 @@ def plan_chunks(paths: list[str], chunk_bytes: int) -> list[InputChunk]:
     return chunks
 
 
-@dataclass(frozen=True)
-class OversizedLine:
-    """A line longer than the limit, read through but not kept: its first bytes and its size."""
-
-    prefix: bytes
-    size: int
-    limit: int
-
-    def bad_record(self) -> BadRecord:
-        return BadRecord("too_large", f"record is {self.size:,} bytes, over the limit of {self.limit:,} "
-                         "(--max_record_bytes)")
-
-
-def _read_through(f, start: bytes, max_bytes: int, left: float) -> tuple[OversizedLine, float]:
-    """The rest of the line that begins with `start` (over `max_bytes`), read in blocks of 1 MiB and
-    dropped but for its first bytes; returns it and the byte budget `left` after it."""
-    size, prefix, block = len(start), start[:OVERSIZED_PREFIX_BYTES], start
-    while left > 0 and not block.endswith(b"\n"):
-        block = f.readline(1 << 20)
-        if not block:
-            break
-        left -= len(block)
-        text = block[:-1] if block.endswith(b"\n") else block
-        size += len(text)
-        if len(prefix) < OVERSIZED_PREFIX_BYTES:
-            prefix += text[: OVERSIZED_PREFIX_BYTES - len(prefix)]
-    return OversizedLine(prefix, size, max_bytes), left
-
-
-def _bounded_lines(f, max_bytes: int, length: int | None) -> Iterator[bytes | OversizedLine]:
-    """The lines (without their newline) of the next `length` bytes of `f`, or up to its end.
-
-    A line over `max_bytes` comes as an `OversizedLine`, so memory stays
-    bounded by `max_bytes` whatever the line's size.
-    """
-    left = length if length is not None else float("inf")
-    while left > 0:
-        line = f.readline(max_bytes + 1)
-        if not line:
-            return
-        left -= len(line)
-        if line.endswith(b"\n"):
-            yield line[:-1]
-        elif len(line) <= max_bytes:  # the last line of the file, without a newline
-            yield line
-        else:
-            oversized, left = _read_through(f, line, max_bytes, left)
-            yield oversized
-
-
 def _batches(items: Iterator, size: int) -> Iterator[list]:
     batch = []
     for item in items:
@@ -185,16 +132,9 @@ def iter_chunk_lines(chunk: InputChunk, max_line_bytes: int,
     Raises:
         DataError: a gzip file is corrupt.
     """
-    if not chunk.compressed:
-        with open(chunk.path, "rb", buffering=1 << 20) as f:
-            f.seek(chunk.start)
-            yield from _batches(_bounded_lines(f, max_line_bytes, chunk.end - chunk.start), batch_lines)
-        return
-    try:
-        with gzip.open(chunk.path, "rb") as f:
-            yield from _batches(_bounded_lines(f, max_line_bytes, None), batch_lines)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{chunk.path}: not a readable gzip file: {exc}") from exc
+    length = None if chunk.compressed else chunk.end - chunk.start
+    with open_input(chunk.path, chunk.start) as f:
+        yield from _batches(bounded_lines(f, max_line_bytes, length), batch_lines)
 
 
 def count_lines_before(path: str, offset: int) -> int:
@@ -208,29 +148,6 @@ def count_lines_before(path: str, offset: int) -> int:
             count += block.count(b"\n")
             offset -= len(block)
     return count
-
-
-def decode_json_line(line: bytes, first_in_file: bool = False) -> dict:
-    """bytes of one line -> the JSON object it holds.
-
-    Raises:
-        BadRecord: invalid UTF-8, invalid JSON, nesting too deep to decode, or not an object.
-    """
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRecord("invalid_utf8", f"invalid UTF-8 at byte {exc.start} of the line") from None
-    if first_in_file and text.startswith("\ufeff"):
-        text = text[1:]  # a UTF-8 byte-order mark, as some Windows editors write
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadRecord("invalid_json", f"invalid JSON: {exc.msg} (column {exc.colno})") from None
-    except RecursionError:  # the decoder recurses once per level: `[` x 100,000 is valid-looking JSON
-        raise BadRecord("too_deeply_nested", "JSON nested too deeply to decode") from None
-    if not isinstance(obj, dict):
-        raise BadRecord("not_an_object", f"expected a JSON object, got {type(obj).__name__}")
-    return obj
 
 
 def is_valid_text(value: str) -> bool:

@@ -12,12 +12,11 @@ reproduces the training ids.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 from colossal_llama.config import SftDataConfig, parse_sft_data_args
 from colossal_llama.data.conversations import HFChatRecords, SftRecords
-from colossal_llama.data.prepare import log, prepare_dataset, run_cli
+from colossal_llama.data.prepare import log, prepare_dataset, run_cli, with_tokenizer_folder
 from colossal_llama.data.templates import SEPARATORS, TEMPLATES, HFChatTemplate, HumanAssistantTemplate
 from colossal_llama.errors import ConfigError, TokenizerError
 from colossal_llama.tokenizer.encoder import SlowEncoder
@@ -149,7 +148,7 @@ def round_trip_ok(tokenizer, kind, info) -> bool | None:
 
 def prepare_sft_dataset(config: SftDataConfig) -> dict:
     """Prepare SFT data (see `prepare.prepare_dataset`); returns the manifest."""
-    config = dataclasses.replace(config)  # the job fills in a detected llama_version: not in the caller's config
+    config = with_tokenizer_folder(config)  # the job fills in a detected llama_version: in this copy only
     return prepare_dataset(config, SftJob(config))
 
 

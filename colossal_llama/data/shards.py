@@ -1,4 +1,4 @@
-"""Writing packed rows as a `datasets.load_from_disk` folder, streaming.
+"""Writing packed rows as a `datasets.load_from_disk` folder, streaming; reading one back (`read_rows`).
 
 `Dataset.save_to_disk` needs the whole table first; a bucket can be larger
 than memory, so rows are written here batch by batch with pyarrow's IPC
@@ -20,7 +20,6 @@ import pyarrow as pa
 
 from colossal_llama.data.segments import SEGMENT_CATEGORIES
 
-ROW_COLUMNS = ("input_ids", "labels", "seq_lengths", "category")
 BATCH_ROWS = 1024
 MAX_SHARD_BYTES = 500 << 20
 
@@ -70,10 +69,11 @@ def _string_array(strings: list[str]) -> pa.Array:
     return pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), data])
 
 
-def _list_array(values: np.ndarray, lengths: np.ndarray) -> pa.Array:
+def _list_array(values: pa.Array, lengths: np.ndarray) -> pa.Array:
+    """Rows of `lengths[i]` consecutive entries of the flat `values`."""
     offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
-    return pa.ListArray.from_arrays(_int32_array(offsets), _int32_array(values))
+    return pa.ListArray.from_arrays(_int32_array(offsets), values)
 
 
 class RowWriter:
@@ -115,15 +115,13 @@ class RowWriter:
         if self._writer is None:
             self._open()
         columns = [
-            _list_array(ids, row_lengths),
-            _list_array(labels, row_lengths),
-            _list_array(seq_lengths, row_segments),
+            _list_array(_int32_array(ids), row_lengths),
+            _list_array(_int32_array(labels), row_lengths),
+            _list_array(_int32_array(seq_lengths), row_segments),
             _string_array(categories),
         ]
         if self.segment_categories:
-            offsets = np.zeros(len(row_segments) + 1, dtype=np.int32)
-            np.cumsum(row_segments, out=offsets[1:])
-            columns.append(pa.ListArray.from_arrays(_int32_array(offsets), _string_array(segment_categories)))
+            columns.append(_list_array(_string_array(segment_categories), row_segments))
         batch = pa.record_batch(columns, schema=self.schema)
         self._writer.write_batch(batch)
         self.rows += len(categories)
@@ -154,3 +152,11 @@ class RowWriter:
         with open(os.path.join(self.folder, "dataset_info.json"), "w", encoding="utf-8") as f:
             json.dump(info, f, indent=2)
         return names
+
+
+def read_rows(folder: str) -> pa.Table:
+    """The rows of one part folder (written here or by `save_to_disk`), memory-mapped, not read into memory."""
+    with open(os.path.join(folder, "state.json"), encoding="utf-8") as f:
+        files = [entry["filename"] for entry in json.load(f)["_data_files"]]
+    tables = [pa.ipc.open_stream(pa.memory_map(os.path.join(folder, name))).read_all() for name in files]
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]

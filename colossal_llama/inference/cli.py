@@ -1,4 +1,4 @@
-"""What the command lines in applications/inference/ share: model and sampling options, one-line errors."""
+"""What the inference commands (generate.py, chat.py) share: model and sampling options, one-line errors."""
 
 from __future__ import annotations
 
@@ -7,8 +7,19 @@ import sys
 from dataclasses import fields
 from typing import Callable
 
+from colossal_llama.config import add_dataclass_arguments
 from colossal_llama.errors import InferenceError
 from colossal_llama.inference.generation import DTYPES, SamplingSettings
+
+
+SAMPLING_HELP = {
+    "max_new_tokens": "default: %(default)s",
+    "temperature": "0 = greedy; default: %(default)s",
+    "top_k": "0 = off; default: %(default)s",
+    "top_p": "in (0, 1]; default: %(default)s",
+    "repetition_penalty": "1 = off; default: %(default)s",
+    "seed": "seed torch for reproducible sampling",
+}
 
 
 class _OneLineErrorParser(argparse.ArgumentParser):
@@ -22,14 +33,9 @@ def cli_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--model_dir", required=True, help="HF model folder (an export of train.py)")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available, else cpu")
     parser.add_argument("--dtype", choices=sorted(DTYPES), help="default: bf16 on cuda, fp32 on cpu")
-    sampling, d = parser.add_argument_group("sampling"), SamplingSettings()
-    sampling.add_argument("--max_new_tokens", type=int, default=d.max_new_tokens, help="default: %(default)s")
-    sampling.add_argument("--temperature", type=float, default=d.temperature, help="0 = greedy; default: %(default)s")
-    sampling.add_argument("--top_k", type=int, default=d.top_k, help="0 = off; default: %(default)s")
-    sampling.add_argument("--top_p", type=float, default=d.top_p, help="in (0, 1]; default: %(default)s")
-    sampling.add_argument("--repetition_penalty", type=float, default=d.repetition_penalty,
-                          help="1 = off; default: %(default)s")
-    sampling.add_argument("--seed", type=int, help="seed torch for reproducible sampling")
+    # SamplingSettings gives the flags and their defaults; the help says what the values mean
+    add_dataclass_arguments(parser.add_argument_group("sampling"), SamplingSettings, overrides={
+        name: {"help": text} for name, text in SAMPLING_HELP.items()})
     return parser
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
 from colossal_llama.errors import InferenceError
+from colossal_llama.model.hub import resolve_model_dir
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -41,8 +42,7 @@ def load_for_inference(model_dir: str, device: str | None = None,
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if not os.path.isdir(model_dir):
-        raise InferenceError(f"{model_dir}: no such model folder")
+    model_dir = resolve_model_dir(model_dir, "--model_dir", InferenceError)  # a folder, or a hub id in the cache
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
         raise InferenceError(f"{model_dir}: not a model folder (no config.json)")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

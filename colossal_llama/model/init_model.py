@@ -31,6 +31,7 @@ import time
 import torch
 
 from colossal_llama.errors import DataError, OutputError, TokenizerError
+from colossal_llama.model.hub import resolve_model_dir
 from colossal_llama.model.embeddings import decompose, mean_rows
 from colossal_llama.outputs import staged_output
 from colossal_llama.tokenizer.folder import save_tokenizer
@@ -172,6 +173,7 @@ def init_model(source: str, target_tokenizer: str, target: str, replace_vocab: b
     """
     from transformers import AutoConfig
 
+    source = resolve_model_dir(source, "--source_model_and_tokenizer_path", DataError)  # or a hub id in the cache
     into_tokenizer = check_paths(source, target_tokenizer, target, overwrite)
     started = time.perf_counter()
     old = load_tokenizer(source, "--source_model_and_tokenizer_path")

@@ -14,29 +14,28 @@ harder tokens; per-token loss would rise although the model got better).
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 
 import torch
 
+from colossal_llama.data.tokenize import IGNORE_INDEX
 from colossal_llama.errors import DataError
+from colossal_llama.jsonl import line_error, read_jsonl
+from colossal_llama.training.loss import row_losses
 
 
 def read_probes(path: str) -> list[dict]:
-    """Records of a probe file; a bad line is an error naming the file and line."""
+    """Records of a probe file (`.jsonl` or `.jsonl.gz`, blank lines skipped).
+
+    Raises:
+        DataError: a bad line (`FILE:LINE: reason`), or a file without records.
+    """
     records = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {number}: not JSON ({exc.msg})") from None
-            if not isinstance(record, dict) or not isinstance(record.get("target"), str) or not record["target"]:
-                raise DataError(f"{path}: line {number}: expected {{source, target, category}} with a non-empty target")
-            records.append({"source": str(record.get("source", "")), "target": record["target"],
-                            "category": str(record.get("category") or "probe")})
+    for number, record in read_jsonl(path):
+        if not isinstance(record.get("target"), str) or not record["target"]:
+            raise line_error(path, number, "expected {source, target, category} with a non-empty target")
+        records.append({"source": str(record.get("source", "")), "target": record["target"],
+                        "category": str(record.get("category") or "probe")})
     if not records:
         raise DataError(f"{path}: no probe records")
     return records
@@ -65,16 +64,16 @@ def probe_model(model_dir: str, paths: list[str], batch_size: int = 16) -> dict:
         fulls = tokenizer([bos + r["source"] + r["target"] + eos for r in batch], add_special_tokens=False)["input_ids"]
         width = max(map(len, fulls))
         ids = torch.full((len(batch), width), tokenizer.eos_token_id or 0, dtype=torch.long)
-        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for i, (prefix, full) in enumerate(zip(prefixes, fulls)):
             ids[i, : len(full)] = torch.tensor(full)
             labels[i, len(prefix): len(full)] = torch.tensor(full[len(prefix):])
             mask[i, : len(full)] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, :-1].float().cpu()
-        target = labels[:, 1:]
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100, reduction="none")
-        for record, row in zip(batch, nll.sum(dim=1).tolist()):
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        # the loss training computes, summed per answer where the logits are (no (B, L, V) copy to the host)
+        nll = row_losses(logits, labels.to(device)).sums
+        for record, row in zip(batch, nll.tolist()):
             entry = totals[record["category"]]
             entry[0] += row
             entry[1] += 1

@@ -1,4 +1,4 @@
-"""Running a recipe: each stage's start model, data, train.py through the launcher, probes, report.
+"""Running a recipe: each stage's start model, data, the trainer through the launcher, probes, report.
 
     run_recipe(load_recipe("recipe.yaml", run_dir="runs/zh"))
 
@@ -9,7 +9,7 @@ Everything goes under the run folder:
     <run>/data/<source>-<key>/        prepared sources, cached by content (sources.py)
     <run>/stages/NN-<name>/start/     an `expand` start: expanded tokenizer + initialised model
                           data/       the stage's mixture (buckets + manifest)
-                          train.json  train.py settings (`train.py --config`)
+                          train.json  the trainer's settings (`python -m colossal_llama.training --config`)
                           checkpoints/, model/ (the HF export), done.json
     <run>/tensorboard/NN-<name>/      one tensorboard root for all stages
     <run>/probes.json, report.md, plots/
@@ -30,9 +30,11 @@ import time
 from dataclasses import asdict
 
 from colossal_llama.errors import RecipeError, StageFailed
-from colossal_llama.stages.launch import check_launcher, launch_command, launch_env, run_launcher
+from colossal_llama.stages.launch import TRAINER, check_launcher, launch_command, launch_env, run_launcher
 from colossal_llama.stages.recipe import Recipe, Stage
-from colossal_llama.stages.sources import FileHashes, MixPart, build_mixture, parts_of, prepare_source, print_mixture
+from colossal_llama.data.manifest import parts_of
+from colossal_llama.data.mixtures import MixPart, build_mixture, print_mixture
+from colossal_llama.stages.sources import FileHashes, prepare_source
 
 
 def banner(text: str) -> None:
@@ -166,8 +168,8 @@ def run_stage(recipe: Recipe, stage: Stage, key: str, hashes: FileHashes, probes
     print(("resuming from " + resumed if resumed else "training") + ": " + shlex.join(command), flush=True)
     code = run_launcher(command, launch_env(recipe.launcher, os.environ))
     if code != 0 or not os.path.isfile(os.path.join(settings["export_dir"], "config.json")):
-        raise StageFailed(f"stage {stage.name}: train.py exited with status {code}; fix the cause and rerun the "
-                          "recipe to resume from the stage's last checkpoint")
+        raise StageFailed(f"stage {stage.name}: the trainer (python -m {TRAINER}) exited with status "
+                          f"{code}; fix the cause and rerun the recipe to resume from the stage's last checkpoint")
     if recipe.probes:
         record_probes(recipe, probes, stage.name, settings["export_dir"])
     last = last_metrics(settings["tensorboard_dir"])

@@ -27,10 +27,12 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
-from colossal_llama.data.records import decode_json_line
-from colossal_llama.errors import BadRecord, ConfigError, DataError, OutputError, TokenizerError
+from colossal_llama.config import add_dataclass_arguments
+from colossal_llama.errors import ConfigError, DataError, OutputError, TokenizerError
+from colossal_llama.jsonl import line_error, read_jsonl
+from colossal_llama.model.hub import resolve_model_dir
 from colossal_llama.outputs import staged_output
 from colossal_llama.tokenizer.expand import expand_sentencepiece
 from colossal_llama.tokenizer.expand_bpe import expand_byte_level_bpe, is_byte_level_bpe, not_single_tokens
@@ -92,22 +94,15 @@ def read_piece_files(paths: list[str]) -> list[str]:
     for path in paths:
         if not os.path.isfile(path):
             raise DataError(f"--expand_tokens_file {path}: file does not exist")
-        with open(path, "rb") as f:
-            for number, raw in enumerate(f, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    obj = decode_json_line(raw.rstrip(b"\n"), first_in_file=number == 1)
-                except BadRecord as bad:
-                    raise DataError(f"{path}:{number}: {bad.message}") from None
-                piece = obj.get("piece")
-                if not isinstance(piece, str):
-                    raise DataError(f'{path}:{number}: needs a string field "piece", got {piece!r}')
-                if piece == "":
-                    raise DataError(f"{path}:{number}: empty piece")
-                if not piece.strip():
-                    raise DataError(f"{path}:{number}: the piece is only whitespace ({piece!r})")
-                pieces.append(piece)
+        for number, obj in read_jsonl(path):
+            piece = obj.get("piece")
+            if not isinstance(piece, str):
+                raise line_error(path, number, f'needs a string field "piece", got {piece!r}')
+            if piece == "":
+                raise line_error(path, number, "empty piece")
+            if not piece.strip():
+                raise line_error(path, number, f"the piece is only whitespace ({piece!r})")
+            pieces.append(piece)
     return pieces
 
 
@@ -244,6 +239,9 @@ def init_tokenizer(config: ExpansionConfig) -> dict:
     """
     if os.path.exists(config.target_tokenizer_dir) and not config.overwrite:
         raise DataError(f"--target_tokenizer_dir {config.target_tokenizer_dir}: exists (add --overwrite to replace it)")
+    # a hub id becomes its cached folder: the expansion reads the folder's files (tokenizer.model) directly
+    config = replace(config, source_tokenizer_dir=resolve_model_dir(config.source_tokenizer_dir,
+                                                                    "--source_tokenizer_dir", TokenizerError))
     old = load_tokenizer(config.source_tokenizer_dir, "--source_tokenizer_dir")
     # a disagreement would be carried into the expansion, whose fast tokenizer is rebuilt from the slow one
     check_fast_slow(config.source_tokenizer_dir, what="--source_tokenizer_dir", fast=old)
@@ -271,17 +269,10 @@ def init_tokenizer(config: ExpansionConfig) -> dict:
 
 
 def parser() -> argparse.ArgumentParser:
+    """The command line: one flag per ExpansionConfig field."""
     p = argparse.ArgumentParser(prog="python -m colossal_llama.tokenizer.init_tokenizer",
                                 description="Expand a tokenizer's vocabulary with real pieces.")
-    p.add_argument("--source_tokenizer_dir", required=True)
-    p.add_argument("--target_tokenizer_dir", required=True)
-    p.add_argument("--expand_tokens_file", nargs="+", default=[], help='jsonl files, {"piece": ...} per line')
-    p.add_argument("--expand_from_spm", nargs="+", default=[], help="SentencePiece models whose pieces to add")
-    p.add_argument("--train_from", nargs="+", default=[], help="jsonl/txt files to learn pieces from")
-    p.add_argument("--new_pieces", type=int, default=0, help="pieces to learn from --train_from")
-    p.add_argument("--report_corpus", nargs="+", default=[], help="files or folders to measure compression on")
-    p.add_argument("--allow_ascii_pieces", action="store_true", help="also add pure-ASCII pieces")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing target folder")
+    add_dataclass_arguments(p, ExpansionConfig)  # one flag per field, its help the field's docstring
     return p
 
 

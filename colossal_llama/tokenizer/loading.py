@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 from colossal_llama.errors import TokenizerError
+from colossal_llama.model.hub import resolve_model_dir
 from colossal_llama.tokenizer.encoder import EncoderSpec
 from colossal_llama.tokenizer.encoder_choice import choose_encoder
 
@@ -70,8 +71,7 @@ def load_tokenizer(tokenizer_dir: str, option: str = "--tokenizer_dir", trust_re
         TokenizerError: the folder does not exist, holds no loadable tokenizer, or would load as a tokenizer
             other than the one it describes (`layout.folder_problem`).
     """
-    if not os.path.isdir(tokenizer_dir):
-        raise TokenizerError(f"{option} {tokenizer_dir}: folder does not exist")
+    tokenizer_dir = resolve_model_dir(tokenizer_dir, option, TokenizerError)  # a folder, or a hub id in the cache
     from transformers import AutoTokenizer
 
     from colossal_llama.tokenizer.layout import folder_problem, unloadable_reason

@@ -6,12 +6,11 @@ The corpus can be pretraining jsonl ({source, target, category}), SFT jsonl
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 from collections import Counter
 
 from colossal_llama.errors import DataError
+from colossal_llama.jsonl import line_error, read_jsonl, read_lines
 
 CORPUS_SUFFIXES = (".jsonl", ".jsonl.gz", ".txt")
 
@@ -21,7 +20,11 @@ def corpus_texts(paths: list[str]):
 
     jsonl: pretraining records (source + target), conversations (all
     contents) or {"text": ...}; category from the record, else the file name.
-    txt: one text per non-empty line, category = file name.
+    txt: one text per non-blank line, category = file name. Read by
+    `colossal_llama.jsonl` (blank lines skipped, lines of 16 MiB at most).
+
+    Raises:
+        DataError: a missing file or folder, or a bad line (`FILE:LINE: reason`).
     """
     files = []
     for path in paths:
@@ -36,25 +39,20 @@ def corpus_texts(paths: list[str]):
             raise DataError(f"{path}: no such file or folder")
     for path in files:
         name = os.path.basename(path).split(".")[0]
-        opener = gzip.open if path.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                if ".jsonl" not in path:
-                    yield name, line.rstrip("\n")
-                    continue
-                yield _record_text(path, number, line, name)
+        if ".jsonl" not in path:
+            yield from ((name, text) for _, text in read_lines(path))
+            continue
+        for number, obj in read_jsonl(path):
+            yield _record_text(path, number, obj, name)
 
 
-def _record_text(path: str, number: int, line: str, default_category: str) -> tuple[str, str]:
-    """(category, text) of one jsonl line: pretraining, conversation or {"text"} record.
+def _record_text(path: str, number: int, obj: dict, default_category: str) -> tuple[str, str]:
+    """(category, text) of one jsonl record: pretraining, conversation or {"text"} record.
 
     Raises:
-        DataError: the line is not a JSON object with string texts (file and line named).
+        DataError: the record lacks string texts (file and line named).
     """
     try:
-        obj = json.loads(line)
         if "messages" in obj:
             text = "\n".join(m["content"] for m in obj["messages"])
         else:
@@ -63,7 +61,7 @@ def _record_text(path: str, number: int, line: str, default_category: str) -> tu
         if not isinstance(text, str) or not isinstance(category, str):
             raise TypeError("texts and category must be strings")
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise DataError(f"{path}:{number}: not a record this report can read ({exc})") from None
+        raise line_error(path, number, f"not a record this report can read ({exc})") from None
     return category, text
 
 

@@ -1,37 +1,43 @@
 """train(): from a TrainConfig to a trained, exported model; setup() builds the Run that fit() trains.
 
+    export_dir = train(config)     # check_config -> init_distributed -> setup -> loop.fit
+
 Order: check the config against the machine -> process group -> lock
 --save_dir for this run (savedir.py) -> setup(): plugin and booster ->
 tokenizer -> data (checked against tokenizer and model length) -> model
 (freezing, LoRA, NEFTune, gradient checkpointing) -> optimizer and schedule
 -> boost -> resume (checked against what the checkpoint was trained on,
 identity.py) or load weights -> monitor. Every user error is raised before
-the first step, and before anything is written.
+the first step, and before anything is written. What differs between plugins
+is read from their table (`plugins.spec_of`), never from their names.
 """
 
 from __future__ import annotations
 
-import json
 import os
+from contextlib import nullcontext
+from functools import partial
+from typing import Callable, ContextManager
 
 import torch
 import torch.distributed as dist
 
-from colossal_llama.errors import ConfigError, OutputError
+from colossal_llama.errors import ConfigError
 from colossal_llama.model.freeze import freeze_all_but_embeddings, train_only_new_rows
 from colossal_llama.model.training_model import (add_neftune, enable_grad_checkpointing, load_causal_lm, lora_config,
                                                  model_signature)
-from colossal_llama.outputs import describe_os_error
+from colossal_llama.outputs import write_json
 from colossal_llama.ports import free_port
-from colossal_llama.training.config import TrainConfig
+from colossal_llama.training.config import TrainConfig, check_machine
 from colossal_llama.training.feed import build_feeds
 from colossal_llama.training.identity import run_identity
-from colossal_llama.training.loop import Run, autocast_for, check_config, pick_step, total_steps, world_info
+from colossal_llama.training.loop import Run, StepFn
 from colossal_llama.training.metrics import Monitor, device_peak_flops, flops_per_token
-from colossal_llama.training.plugins import make_plugin, settings_from
+from colossal_llama.training.plugins import make_plugin, settings_from, spec_of
 from colossal_llama.training.resume import TrainState, load_checkpoint, load_weights, resolve_checkpoint
 from colossal_llama.training.savedir import exclusive_save_dir
 from colossal_llama.training.schedule import warmup_cosine
+from colossal_llama.training.steps import accumulate_step, pipeline_step
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -49,11 +55,9 @@ def init_distributed(seed: int) -> None:
 
 
 def build_model(config: TrainConfig, booster, dtype: torch.dtype):
-    """The model to boost, and the signature of the base model (before LoRA)."""
+    """The model to boost, loaded in `dtype`, and the signature of the base model (before LoRA)."""
     attention = "flash_attention_2" if config.use_flash_attn else "sdpa"
-    # ddp keeps fp32 master weights (autocast computes in bf16); the other plugins keep their own fp32 copies
-    model = load_causal_lm(config.pretrained, torch.float32 if config.plugin == "ddp" else dtype, attention,
-                           config.trust_remote_code)
+    model = load_causal_lm(config.pretrained, dtype, attention, config.trust_remote_code)
     signature = model_signature(model)
     if config.train_new_rows_only:
         vocab = model.get_input_embeddings().weight.shape[0]
@@ -90,17 +94,8 @@ def make_optimizer(config: TrainConfig, model):
 def write_config(config: TrainConfig, is_main: bool) -> None:
     """The resolved config as JSON; replaced whole (a full disk leaves the previous one)."""
     path = config.config_file or os.path.join(config.save_dir, "train_config.json")
-    if not is_main:
-        return
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            json.dump(config.to_dict(), f, indent=2)
-        os.replace(path + ".tmp", path)
-    except OSError as exc:
-        if os.path.exists(path + ".tmp"):
-            os.remove(path + ".tmp")
-        raise OutputError(describe_os_error(exc, path)) from None
+    if is_main:
+        write_json(path, config.to_dict(), indent=2)
 
 
 def load_tokenizer_for(config: TrainConfig):
@@ -138,6 +133,10 @@ def train(config: TrainConfig) -> str:
     """
     from colossal_llama.training.loop import fit
 
+    from colossal_llama.model.hub import resolve_model_dir
+
+    # a hub id becomes its cached folder here, once: everything after (and train_config.json) sees the folder
+    config.pretrained = resolve_model_dir(config.pretrained, "--pretrained")
     check_config(config)
     init_distributed(config.seed)
     with exclusive_save_dir(config.save_dir, is_main=dist.get_rank() == 0):
@@ -153,16 +152,16 @@ def setup(config: TrainConfig) -> Run:
 
     rank = dist.get_rank()
     device = torch.device(get_accelerator().get_current_device())
-    plugin = make_plugin(config.plugin, settings_from(config), torch.cuda.is_available())
-    mixed = "fp16" if config.plugin == "ddp" and config.mixed_precision == "fp16" else None
-    booster = Booster(plugin=plugin, mixed_precision=mixed)
+    spec = spec_of(config.plugin)
+    plugin = make_plugin(config.plugin, settings_from(config))
+    booster = Booster(plugin=plugin, mixed_precision=spec.booster_mixed_precision(config.mixed_precision))
     dp_group, dp_size, dp_rank = world_info(plugin)
     tokenizer = load_tokenizer_for(config)
     model_config = AutoConfig.from_pretrained(config.pretrained, trust_remote_code=config.trust_remote_code)
     dtype = DTYPES[config.mixed_precision]
     train, evaluation = build_feeds(config, tokenizer, model_config.vocab_size, model_config.max_position_embeddings,
                                     dp_rank, dp_size, mask_dtype=dtype)
-    model, signature = build_model(config, booster, dtype)
+    model, signature = build_model(config, booster, DTYPES[spec.weights_precision(config.mixed_precision)])
     optimizer = make_optimizer(config, model)
     steps = total_steps(config, train.steps_per_epoch)
     warmup = config.warmup_steps if config.warmup_steps is not None else int(0.025 * steps)
@@ -172,7 +171,7 @@ def setup(config: TrainConfig) -> Run:
     run = Run(config=config, booster=booster, model=model, optimizer=optimizer, scheduler=scheduler,
               tokenizer=tokenizer, train=train, evaluation=evaluation, state=TrainState(), total_steps=steps,
               signature=signature, identity=identity, device=device, rank=rank, dp_group=dp_group, dp_size=dp_size,
-              is_main=rank == 0, no_sync=config.plugin == "ddp", clips_in_loop=config.plugin == "ddp",
+              is_main=rank == 0, no_sync=spec.no_sync, clips_in_loop=spec.clips_in_loop,
               autocast=autocast_for(config, device), step_fn=pick_step(config))
     checkpoint = resolve_checkpoint(config.load_checkpoint, config.save_dir)
     if checkpoint and config.weights_only:
@@ -186,3 +185,48 @@ def setup(config: TrainConfig) -> Run:
         run.monitor.note(f"note: {train.left_out} of {train.rows} rows do not fill a last global batch of "
                          f"{train.global_batch} and are left out of each epoch")
     return run
+
+
+def check_config(config: TrainConfig) -> None:
+    """Refuse what this machine cannot run and input folders that do not exist, before the process group.
+
+    Raises:
+        ConfigError, PluginError: naming the flag.
+    """
+    check_machine(config, torch.cuda.is_available())
+    if config.load_checkpoint and config.load_checkpoint != "latest" and not os.path.isdir(config.load_checkpoint):
+        raise ConfigError(f"--load_checkpoint {config.load_checkpoint}: folder does not exist")
+    for path in config.dataset + config.eval_dataset:
+        if not os.path.isdir(path):
+            flag = "--dataset" if path in config.dataset else "--eval_dataset"
+            raise ConfigError(f"{flag} {path}: folder does not exist")
+    if not os.path.isdir(config.pretrained):
+        raise ConfigError(f"--pretrained {config.pretrained}: folder does not exist")
+
+
+def world_info(plugin) -> tuple[dist.ProcessGroup | None, int, int]:
+    """(data-parallel group, its size, this rank's index in it)."""
+    group = getattr(plugin, "dp_group", None)
+    if not dist.is_initialized():
+        return None, 1, 0
+    return group, dist.get_world_size(group), dist.get_rank(group)
+
+
+def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    """Optimizer steps of the whole run: every epoch, or --max_steps if that is fewer."""
+    steps = config.num_epochs * steps_per_epoch
+    return min(steps, config.max_steps) if config.max_steps else steps
+
+
+def autocast_for(config: TrainConfig, device: torch.device) -> Callable[[], ContextManager]:
+    """The context the loop's forward runs in: torch.autocast where the plugin leaves precision to the loop
+    (plugins.PluginSpec.loop_owns_precision) and trains in bf16, else a no-op."""
+    precision = spec_of(config.plugin).autocast_precision(config.mixed_precision)
+    if precision is None:
+        return nullcontext
+    return partial(torch.autocast, device_type=device.type, dtype=DTYPES[precision])
+
+
+def pick_step(config: TrainConfig) -> StepFn:
+    """The step function of the loop: through the pipeline schedule with --pp > 1."""
+    return pipeline_step if config.pp > 1 else accumulate_step

@@ -4,11 +4,13 @@
         booster.save_model(model, os.path.join(folder, "model"), shard=True)
         ...
 
-Everything is written into `save_dir/.step-00000123.partial` (the same name
-on every rank) and renamed to `save_dir/step-00000123` by the main process
-once all ranks are done. A save that fails deletes its partial folder; one
-killed leaves it, and `list_checkpoints` ignores it and the next save of that
-step replaces it: the previous checkpoint stays the latest loadable one.
+Everything is written into a staging folder `save_dir/step-00000123.tmp-XXXXXXXX`
+(`outputs.staged_output`: the same name on every rank, created and locked by
+the main process) and renamed to `save_dir/step-00000123` by the main process
+once all ranks are done. A save that fails deletes its staging folder; one
+killed leaves it, `list_checkpoints` ignores it, and the next save (of any
+step) deletes it once its lock is free: the previous checkpoint stays the
+latest loadable one.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import re
 import shutil
 from contextlib import contextmanager
 
-from colossal_llama.training.savedir import removed_on_failure
+from colossal_llama.outputs import remove_stale_staging, staged_output
 
-NAME = re.compile(r"^step-(\d{8})$")
+NAME_PATTERN = r"step-(\d{8})"
+NAME = re.compile(f"^{NAME_PATTERN}$")
 
 
 def checkpoint_name(step: int) -> str:
@@ -43,23 +46,19 @@ def latest_checkpoint(save_dir: str) -> str | None:
 
 @contextmanager
 def atomic_checkpoint(save_dir: str, step: int, is_main: bool = True, barrier=None):
-    """Yield the partial folder to write into; on success it becomes `step-XXXXXXXX`, on an error it is
-    deleted (a full or read-only save_dir raises OutputError `save_dir: reason`)."""
+    """Yield the staging folder to write into; on success it becomes `step-XXXXXXXX` (replacing one
+    of that step), on an error it is deleted (a full or read-only save_dir raises OutputError
+    `save_dir: reason`).
+
+    Args:
+        barrier: given when all ranks write the checkpoint together (see `outputs.staged_output`).
+    """
     final = os.path.join(save_dir, checkpoint_name(step))
-    partial = os.path.join(save_dir, f".{checkpoint_name(step)}.partial")
-    with removed_on_failure(partial, is_main, report_as=save_dir):
-        if is_main:
-            shutil.rmtree(partial, ignore_errors=True)  # left by a crash
-            os.makedirs(partial)
-        if barrier:
-            barrier()
-        yield partial
-        if barrier:
-            barrier()
-        if is_main:
-            if os.path.exists(final):
-                shutil.rmtree(final)
-            os.rename(partial, final)
+    if is_main:  # saves killed at other steps leave staging folders no later save has the name of
+        remove_stale_staging(final, names=NAME_PATTERN)
+    with staged_output(final, overwrite=True, flag="--save_dir", is_main=is_main, barrier=barrier,
+                       report_as=save_dir) as folder:
+        yield folder
 
 
 def prune_checkpoints(save_dir: str, keep: int) -> list[str]:

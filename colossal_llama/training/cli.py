@@ -10,34 +10,26 @@ are the flag names) < flags given on the command line.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
 
-from colossal_llama.config import field_help
+from colossal_llama.config import add_dataclass_arguments, coerce, field_types
 from colossal_llama.errors import ConfigError
 from colossal_llama.training.config import CHOICES, TrainConfig
 
 
-def _flag_type(annotation: str):
-    base = annotation.replace(" | None", "")
-    return {"int": int, "float": float, "str": str}[base]
-
-
 def train_parser() -> argparse.ArgumentParser:
-    """The command line of `train.py`: one flag per TrainConfig field, plus --config."""
+    """The command line of `train.py`: one flag per TrainConfig field, plus --config.
+
+    No flag has a default in the namespace (SUPPRESS): a flag not given must
+    not hide the --config file's value; TrainConfig fills in the rest. Bool
+    flags take `--no-<name>`, to turn off what a --config file turned on.
+    """
     p = argparse.ArgumentParser(prog="train.py", argument_default=argparse.SUPPRESS,
                                 description="Train a LLaMA-family model on prepared buckets with ColossalAI.")
     p.add_argument("--config", help="YAML or JSON file with any of the settings below (flags override it)")
-    for f in dataclasses.fields(TrainConfig):
-        help_text = field_help(TrainConfig, f.name)
-        if f.type == "bool":
-            p.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, help=help_text)
-        elif f.type == "list[str]":
-            p.add_argument(f"--{f.name}", nargs="+", help=help_text)
-        else:
-            p.add_argument(f"--{f.name}", type=_flag_type(f.type), choices=CHOICES.get(f.name), help=help_text)
+    add_dataclass_arguments(p, TrainConfig, choices=CHOICES, negatable=True)
     return p
 
 
@@ -55,30 +47,23 @@ def read_config_file(path: str) -> dict:
     data = data or {}
     if not isinstance(data, dict):
         raise ConfigError(f"--config {path}: expected a mapping of setting: value, got {type(data).__name__}")
-    types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    types = field_types(TrainConfig)
     for key, value in data.items():
         if key not in types:
             raise ConfigError(f"--config {path}: unknown key {key!r} (the keys are the flag names without --)")
-        data[key] = _coerce(path, key, value, types[key])
+        try:
+            data[key] = coerce(value, types[key])
+        except ConfigError as exc:
+            raise ConfigError(f"--config {path}: {key}: {exc}") from None
     return data
 
 
-def _coerce(path: str, key: str, value, annotation: str):
-    """A file value as its field's type (YAML reads `3e-4` as a string, for one)."""
-    if value is None or annotation == "bool" and isinstance(value, bool):
-        return value
-    try:
-        if annotation == "list[str]":
-            return [str(v) for v in value] if isinstance(value, list) else [str(value)]
-        if annotation != "bool":
-            return _flag_type(annotation)(value)
-    except (TypeError, ValueError):
-        pass
-    raise ConfigError(f"--config {path}: {key}: expected {annotation}, got {value!r}")
-
-
 def parse_train_args(argv: list[str] | None = None) -> TrainConfig:
-    """defaults < --config file < flags."""
+    """The command line as a checked TrainConfig: defaults < --config file < flags.
+
+    Raises:
+        ConfigError: an unreadable --config file, an unknown key or a value TrainConfig refuses.
+    """
     given = vars(train_parser().parse_args(argv))
     settings = read_config_file(given.pop("config")) if "config" in given else {}
     settings.update(given)

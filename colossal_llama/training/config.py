@@ -10,7 +10,8 @@ plugin cannot honour, is refused with the reason (nothing is silently ignored;
 the 3d-only flags at their defaults, which old launch scripts always pass, are
 accepted with every plugin: see `plugins.check_hybrid_flags`).
 Checks that need the machine (CUDA present?) are in `check_machine`; the
-command line is built from the fields in `cli.py`.
+command line is built from the fields in `cli.py`. What differs between
+plugins (precisions, CUDA, ...) is read from their table in `plugins.py`.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from colossal_llama.errors import ConfigError
-from colossal_llama.training.plugins import check_hybrid_flags
+from colossal_llama.training.plugins import PLUGINS, check_cuda, check_hybrid_flags, spec_of
 
 CHOICES = {
-    "plugin": ("ddp", "gemini", "gemini_auto", "zero2", "zero2_cpu", "3d"),
+    "plugin": tuple(PLUGINS),
     "mixed_precision": ("fp32", "bf16", "fp16"),
     "pad_token": ("eos", "unk"),
     "padding_mode": ("longest", "max_length"),
@@ -31,9 +32,6 @@ CHOICES = {
     "zero_stage": (0, 1, 2),
 }
 
-# precisions each plugin trains in (Gemini keeps no fp32 mode; ddp in fp32 simply runs without autocast)
-PRECISIONS = {"ddp": ("fp32", "bf16", "fp16"), "gemini": ("bf16", "fp16"), "gemini_auto": ("bf16", "fp16"),
-              "zero2": ("fp32", "bf16", "fp16"), "zero2_cpu": ("fp32", "bf16", "fp16"), "3d": ("fp32", "bf16", "fp16")}
 
 @dataclass
 class TrainConfig:
@@ -222,9 +220,10 @@ class TrainConfig:
         """Refuse a flag that would have no effect here (a 3d-only flag at its default is fine), with the reason."""
         defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
         check_hybrid_flags(self.plugin, self.to_dict(), defaults)
-        if self.mixed_precision not in PRECISIONS[self.plugin]:
+        spec = spec_of(self.plugin)
+        if self.mixed_precision not in spec.precisions:
             raise ConfigError(f"--mixed_precision {self.mixed_precision} is not available with --plugin {self.plugin} "
-                              f"(it trains in {', '.join(PRECISIONS[self.plugin])})")
+                              f"(it trains in {', '.join(spec.precisions)})")
         pairs = [  # (flag given without its partner, partner, reason)
             ("weights_only", "load_checkpoint", "there is nothing to load weights from"),
             ("eval_interval", "eval_dataset", "there is nothing to evaluate on"),
@@ -242,7 +241,7 @@ class TrainConfig:
         if self.lora_rank and (self.freeze_non_embeds_params or self.train_new_rows_only):
             raise ConfigError("--lora_rank trains adapters only; it cannot be combined with "
                               "--freeze_non_embeds_params or --train_new_rows_only")
-        if self.plugin == "3d":
+        if spec.hybrid:
             self._check_hybrid()
         if self.pp > 1 and self.accumulation_steps > 1:
             raise ConfigError("--accumulation_steps > 1 with --pp > 1: the pipeline already accumulates its "
@@ -272,11 +271,14 @@ class TrainConfig:
 
 
 def check_machine(config: TrainConfig, cuda_available: bool) -> None:
-    """Refuse settings this machine cannot run, before anything is loaded."""
+    """Refuse settings this machine cannot run, before anything is loaded.
+
+    Raises:
+        PluginError: a plugin that needs CUDA, without it.
+        ConfigError: fp16 or FlashAttention without CUDA.
+    """
+    check_cuda(config.plugin, cuda_available)
     if not cuda_available:
-        if config.plugin != "ddp":
-            raise ConfigError(f"--plugin {config.plugin} needs CUDA GPUs (ColossalAI builds it on CUDA only); "
-                              "on a machine without a GPU use --plugin ddp")
         if config.mixed_precision == "fp16":
             raise ConfigError("--mixed_precision fp16 needs CUDA (its loss scaling runs on GPU); on CPU use fp32 or bf16")
         if config.use_flash_attn:

@@ -6,19 +6,20 @@ The weights come from `booster.save_model`, which gathers them from whatever
 the plugin sharded. LoRA adapters are merged into the weights first, so the
 folder loads without peft. The chat template is the one the SFT data was
 prepared with (`<data out>/tokenizer`), else the model tokenizer's own.
-Written to `<export_dir>.partial` and renamed when complete (deleted when the export fails).
+Written by all ranks into a staging folder beside it (`outputs.staged_output`) and renamed when
+complete (deleted when the export fails).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 
 from colossal_llama.model.training_model import merged_for_export
+from colossal_llama.outputs import staged_output
 from colossal_llama.tokenizer.folder import save_tokenizer
+from colossal_llama.training.plugins import spec_of
 from colossal_llama.training.resume import barrier as _barrier
-from colossal_llama.training.savedir import removed_on_failure
 
 
 def data_chat_template(dataset_paths: list[str]) -> str | None:
@@ -36,15 +37,12 @@ def data_chat_template(dataset_paths: list[str]) -> str | None:
 
 def export_model(run, folder: str) -> str:
     """Write the HF folder of the trained model; returns it."""
-    partial = folder.rstrip("/") + ".partial"
-    with removed_on_failure(partial, run.is_main, report_as=folder):
-        if run.is_main:
-            shutil.rmtree(partial, ignore_errors=True)
-            os.makedirs(partial)
-        _barrier()
+    folder = folder.rstrip("/")
+    with staged_output(folder, overwrite=True, flag="--export_dir", is_main=run.is_main, barrier=_barrier,
+                       report_as=folder) as partial:
         unwrapped = run.model.unwrap(unwrap_peft=False) if hasattr(run.model, "unwrap") else run.model
-        if run.config.lora_rank and run.config.plugin == "ddp":
-            # every rank holds the whole model under ddp: merge the adapters and save plain transformers weights
+        if run.config.lora_rank and spec_of(run.config.plugin).whole_model:
+            # every rank holds the whole model (ddp): merge the adapters and save plain transformers weights
             merged = merged_for_export(unwrapped)
             if run.is_main:
                 merged.save_pretrained(partial, safe_serialization=True)
@@ -57,10 +55,7 @@ def export_model(run, folder: str) -> str:
                     model.generation_config.save_pretrained(partial)
         if run.is_main:
             _write_tokenizer(run, partial)
-            if os.path.exists(folder):
-                shutil.rmtree(folder)
-            os.rename(partial, folder)
-    _barrier()
+    _barrier()  # published: every rank returns the finished folder
     return folder
 
 

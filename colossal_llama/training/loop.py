@@ -1,13 +1,12 @@
-"""Training as plain functions: setup() builds a Run, fit() trains it.
+"""The training loop: fit() trains the Run that build.setup() made.
 
-    run = setup(config)          # process group, plugin, tokenizer, data, model, optimizer, schedule, resume
+    run = setup(config)          # build.py: plugin, tokenizer, data, model, optimizer, schedule, resume
     fit(run)                     # the loop: step -> log -> evaluate -> maybe_save; then the HF export
 
-One loop for every plugin: it picks its step function once (`accumulate_step`,
-or `pipeline_step` with pipeline parallelism) and has one `maybe_save`.
-Everything a user can get wrong (paths, data made for another tokenizer or
-length, a plugin without CUDA, a batch that does not divide, a bad
-checkpoint) is raised from setup(), before the first step.
+One loop for every plugin: setup() picks its step function once
+(`accumulate_step`, or `pipeline_step` with pipeline parallelism), and there
+is one `maybe_save`. Nothing here checks user input: everything a user can
+get wrong is raised from setup(), before the first step.
 """
 
 from __future__ import annotations
@@ -15,26 +14,38 @@ from __future__ import annotations
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass
-from functools import partial
+from typing import TYPE_CHECKING, Callable, ContextManager
 
 import torch
-import torch.distributed as dist
 
-from colossal_llama.errors import ConfigError
-from colossal_llama.training.config import TrainConfig, check_machine
+from colossal_llama.training.config import TrainConfig
 from colossal_llama.training.feed import Feed
 from colossal_llama.training.resume import TrainState, save_checkpoint
-from colossal_llama.training.steps import StepResult, accumulate_step, evaluate, pipeline_step
+from colossal_llama.training.steps import StepResult, evaluate
+
+if TYPE_CHECKING:  # heavy imports, for the annotations only
+    import torch.distributed as dist
+    from colossalai.booster import Booster
+    from colossalai.interface import OptimizerWrapper
+    from transformers import PreTrainedTokenizerBase
+
+    from colossal_llama.training.metrics import Monitor
+
+StepFn = Callable[["Run", list[dict]], StepResult]
+"""One optimizer step over a step's micro-batches (`steps.accumulate_step` or `steps.pipeline_step`)."""
 
 
 @dataclass
 class Run:
+    """Everything fit() works on: what setup() built, and the training state."""
+
     config: TrainConfig
-    booster: object
+    booster: Booster
     model: torch.nn.Module
-    optimizer: object
-    scheduler: object
-    tokenizer: object
+    optimizer: OptimizerWrapper
+    """The boosted optimizer: a torch optimizer wrapped by the plugin (it clips and reports the grad norm)."""
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    tokenizer: PreTrainedTokenizerBase
     train: Feed
     evaluation: Feed | None
     state: TrainState
@@ -44,20 +55,17 @@ class Run:
     """What the run trains on and every setting that shapes its result (identity.py), saved in checkpoints."""
     device: torch.device
     rank: int = 0
-    dp_group: object = None
+    dp_group: dist.ProcessGroup | None = None
     dp_size: int = 1
     is_main: bool = True
     no_sync: bool = False
+    """Skip the gradient all-reduce on all micro-batches but the last (plugins.PluginSpec.no_sync)."""
     clips_in_loop: bool = True
-    autocast: object = nullcontext
-    monitor: object = None
-    step_fn: object = None
+    """The loop clips the gradient norm, not the plugin (plugins.PluginSpec.clips_in_loop)."""
+    autocast: Callable[[], ContextManager] = nullcontext
+    monitor: Monitor | None = None
+    step_fn: StepFn | None = None
     last_saved: int = -1
-
-
-def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
-    steps = config.num_epochs * steps_per_epoch
-    return min(steps, config.max_steps) if config.max_steps else steps
 
 
 def advance(run: Run, result: StepResult) -> bool:
@@ -73,6 +81,7 @@ def advance(run: Run, result: StepResult) -> bool:
 
 
 def maybe_evaluate(run: Run, epoch_ended: bool) -> None:
+    """Evaluate every --eval_interval steps, at each epoch end and at the very end (with --eval_dataset)."""
     cfg = run.config
     if run.evaluation is None:
         return
@@ -115,34 +124,3 @@ def fit(run: Run) -> str:
     finally:
         run.monitor.close()  # the metrics logged so far stay, even when a save fails
     return folder
-
-
-def autocast_for(config: TrainConfig, device: torch.device):
-    """ddp keeps fp32 weights and computes in bf16 under autocast; other plugins own their precision."""
-    if config.plugin == "ddp" and config.mixed_precision == "bf16":
-        return partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext
-
-
-def pick_step(config: TrainConfig):
-    return pipeline_step if config.pp > 1 else accumulate_step
-
-
-def check_config(config: TrainConfig) -> None:
-    check_machine(config, torch.cuda.is_available())
-    if config.load_checkpoint and config.load_checkpoint != "latest" and not os.path.isdir(config.load_checkpoint):
-        raise ConfigError(f"--load_checkpoint {config.load_checkpoint}: folder does not exist")
-    for path in config.dataset + config.eval_dataset:
-        if not os.path.isdir(path):
-            flag = "--dataset" if path in config.dataset else "--eval_dataset"
-            raise ConfigError(f"{flag} {path}: folder does not exist")
-    if not os.path.isdir(config.pretrained):
-        raise ConfigError(f"--pretrained {config.pretrained}: folder does not exist")
-
-
-def world_info(plugin) -> tuple[object, int, int]:
-    """(data-parallel group, its size, this rank's index in it)."""
-    group = getattr(plugin, "dp_group", None)
-    if not dist.is_initialized():
-        return None, 1, 0
-    return group, dist.get_world_size(group), dist.get_rank(group)

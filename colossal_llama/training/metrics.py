@@ -5,10 +5,12 @@
 Scalars (x axis: optimizer step): train/loss, train/lr, train/grad_norm,
 train/tokens_per_s (non-padding input tokens, all ranks), train/label_tokens_seen, train/padding_share,
 train/loss/<category>, eval/loss and eval/loss/<category>, and train/mfu on GPU.
-`metrics.jsonl` holds the same numbers, one JSON object per logged step, so
-plots and tests read them without tensorboard; a resumed run first drops the
-lines after its checkpoint's step, so each step is there once (tensorboard's
-readers keep the last value of a step anyway).
+`metrics.jsonl` holds the same numbers, one JSON object per logged step, for
+readers without tensorboard: the stage runner (its summary of a stage's last
+step), benchmarks/train_throughput.py and the tests; the stage report's plots
+read the tensorboard events. A resumed run first drops the lines after its
+checkpoint's step, so each step is there once (tensorboard's readers keep the
+last value of a step anyway).
 
 MFU = achieved FLOP/s / (devices * peak FLOP/s per device), with the FLOPs of
 a token = 6 N (N parameters: forward and backward matmuls) + 12 * layers *

@@ -2,11 +2,12 @@
 
     <save_dir>/step-00000012/
         model/  optimizer/          booster.save_model (safetensors shards) / save_optimizer (ColossalAI's
-                                    torch.save shards; ddp: optimizer.pt, whole)
+                                    torch.save shards; ddp: optimizer.pt, whole: see below)
         lr_scheduler.json           the scheduler's state_dict
         rng/rank-00000.safetensors  each rank's torch, CUDA, numpy and Python generator states
         state.json                  step, epoch, data position (global rows), tokens seen, global batch,
-                                    the model's signature, what the run trains on (identity.py)
+                                    data-parallel size, the model's signature, what the run trains on
+                                    and with which settings (identity.py: seed, LoRA rank, ...)
         train_config.json           the resolved config
         tokenizer/                  the tokenizer the data was made with
         files.json                  every file's size and xxh3_64 content hash, written last
@@ -25,7 +26,8 @@ refused.
 
 Under ddp every rank holds the whole optimizer state, and ColossalAI's
 sharded optimizer loader calls an accelerator synchronize that its CPU
-accelerator refuses, so ddp writes the optimizer unsharded (`optimizer.pt`).
+accelerator refuses, so ddp writes the optimizer unsharded (`optimizer.pt`;
+`plugins.PluginSpec.whole_optimizer`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from colossal_llama.safe_loading import safe_loading
 from colossal_llama.tokenizer.folder import save_tokenizer
 from colossal_llama.training.checkpoint import atomic_checkpoint, latest_checkpoint, prune_checkpoints
 from colossal_llama.training.identity import check_same_run
+from colossal_llama.training.plugins import spec_of
 from colossal_llama.training.state_files import (check_formats, index_files, load_rng, load_scheduler, save_rng,
                                                  save_scheduler, verify_files)
 
@@ -67,15 +70,16 @@ def save_checkpoint(run) -> str:
     cfg, state = run.config, run.state
     with atomic_checkpoint(cfg.save_dir, state.step, is_main=run.is_main, barrier=barrier) as folder:
         run.booster.save_model(run.model, os.path.join(folder, "model"), shard=True, use_safetensors=True)
-        run.booster.save_optimizer(run.optimizer, optimizer_path(run, folder), shard=run.config.plugin != "ddp")
+        whole = spec_of(cfg.plugin).whole_optimizer
+        run.booster.save_optimizer(run.optimizer, optimizer_path(run, folder), shard=not whole)
         if run.is_main:  # the same schedule on every rank
             save_scheduler(os.path.join(folder, "lr_scheduler.json"), run.scheduler)
         os.makedirs(os.path.join(folder, "rng"), exist_ok=True)
         save_rng(rng_path(folder, run.rank))
         if run.is_main:
+            # the seed, LoRA rank and every other setting that shapes the result are in the identity ("run")
             info = {"state": dataclasses.asdict(state), "global_batch": run.train.global_batch,
-                    "dp_size": run.dp_size, "seed": cfg.seed, "model": run.signature,
-                    "lora_rank": cfg.lora_rank, "run": run.identity}
+                    "dp_size": run.dp_size, "model": run.signature, "run": run.identity}
             _write_json(os.path.join(folder, "state.json"), info)
             _write_json(os.path.join(folder, "train_config.json"), cfg.to_dict())
             # checked once, where the run loaded it (build.py) and at the export: the same tokenizer every save
@@ -94,7 +98,8 @@ def rng_path(folder: str, rank: int) -> str:
 
 
 def optimizer_path(run, folder: str) -> str:
-    return os.path.join(folder, "optimizer.pt" if run.config.plugin == "ddp" else "optimizer")
+    """Where the optimizer state is in checkpoint `folder`: a file or a folder of shards, by plugin."""
+    return os.path.join(folder, spec_of(run.config.plugin).optimizer_file)
 
 
 def _write_json(path: str, data) -> None:

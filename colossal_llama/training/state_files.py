@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 
 from colossal_llama.errors import ConfigError
+from colossal_llama.outputs import LOCK_NAME
 
 HASH = "xxh3_64"
 CHUNK = 16 << 20
@@ -46,6 +47,8 @@ def index_files(folder: str) -> dict:
     index = {}
     for root, _, names in os.walk(folder):
         for name in sorted(names):
+            if root == folder and name == LOCK_NAME:  # the staging folder's lock, removed when it is published
+                continue
             path = os.path.join(root, name)
             index[os.path.relpath(path, folder)] = {"size": os.path.getsize(path), HASH: hash_file(path)}
     return index

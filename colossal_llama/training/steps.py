@@ -1,4 +1,4 @@
-"""One optimizer step, two ways, and evaluation.
+"""One optimizer step, two ways, and evaluation, two ways.
 
 `accumulate_step`: forward + backward of each micro-batch (gradients summed,
 synchronised on the last one only where the plugin allows), then one
@@ -8,18 +8,23 @@ micro-batches itself. Both weigh every label token of the step equally over
 micro-batches and data-parallel ranks (see loss.py): every plugin averages
 gradients over the data-parallel ranks, so each rank's backward uses
 dp_size * (its summed loss) / (label tokens of the whole step).
+`evaluate` runs `eval_batch` (or `pipeline_eval_batch` with --pp > 1) over
+the evaluation data. Every loss comes from `loss.row_losses`.
 """
 
 from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 
-from colossal_llama.data.tokenize import IGNORE_INDEX
-from colossal_llama.training.loss import step_tokens
+from colossal_llama.training.loss import label_tokens, pipeline_loss_sum, row_losses, step_tokens, trained_mask
+
+if TYPE_CHECKING:
+    from colossal_llama.training.loop import Run
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")
 
@@ -38,22 +43,6 @@ class StepResult:
     """Input positions including padding, all ranks (padding share = 1 - input_tokens / padded_tokens)."""
     grad_norm: float | None = None
     category_loss: dict = field(default_factory=dict)
-
-
-def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Next-token cross entropy at every position (float32, 0 where not trained), shape (B, L - 1).
-
-    Column j is the loss of predicting the token at position j + 1.
-    """
-    logits = logits[:, :-1].float()
-    target = labels[:, 1:]
-    return torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE_INDEX,
-                                             reduction="none")
-
-
-def row_loss_sums(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Summed next-token cross entropy of each row (float32), shape (B,)."""
-    return token_losses(logits, labels).sum(dim=1)
 
 
 def model_inputs(batch: dict, device) -> dict:
@@ -84,13 +73,13 @@ class CategoryTotals:
         return index
 
     def add(self, batch: dict, losses: torch.Tensor) -> None:
-        """Add a micro-batch's `token_losses` (B, L - 1)."""
+        """Add a micro-batch's per-column losses (`RowLosses.tokens`, B x L - 1)."""
         if "segments" not in batch:
             return
         # summed where the losses are: no (B, L - 1) copy to the host (and no GPU sync) per micro-batch
         device = losses.device
         self.sums, self.counts = self.sums.to(device), self.counts.to(device)
-        trained = batch["labels"][:, 1:].to(device) != IGNORE_INDEX
+        trained = trained_mask(batch["labels"]).to(device)
         index = self.token_categories(batch["segments"], trained.shape).to(device)
         keep = trained & (index >= 0)
         self.sums.index_add_(0, index[keep], losses.detach()[keep].double())
@@ -111,7 +100,7 @@ def _sum_over(values: list[float], device, group) -> list[float]:
     return both.cpu().tolist()
 
 
-def _optimizer_step(run) -> float | None:
+def _optimizer_step(run: Run) -> float | None:
     """Clip (where the loop owns clipping), step optimizer and scheduler; returns the gradient norm."""
     norm = None
     if run.clips_in_loop:
@@ -128,7 +117,7 @@ def _optimizer_step(run) -> float | None:
     return norm
 
 
-def accumulate_step(run, micro_batches: list[dict]) -> StepResult:
+def accumulate_step(run: Run, micro_batches: list[dict]) -> StepResult:
     """Forward and backward over the micro-batches, then one optimizer step."""
     all_reduce = (lambda t: dist.all_reduce(t, group=run.dp_group)) if dist.is_initialized() else None
     n = step_tokens(micro_batches, all_reduce)
@@ -140,11 +129,10 @@ def accumulate_step(run, micro_batches: list[dict]) -> StepResult:
         with sync:
             with run.autocast():
                 logits = run.model(**model_inputs(batch, run.device)).logits
-            losses = token_losses(logits, batch["labels"].to(run.device))
-            sums = losses.sum(dim=1)
-            run.booster.backward(sums.sum() * scale, run.optimizer)
-        totals.add(batch, losses)
-        local_sum += float(sums.detach().sum())
+            losses = row_losses(logits, batch["labels"].to(run.device))
+            run.booster.backward(losses.sums.sum() * scale, run.optimizer)
+        totals.add(batch, losses.tokens)
+        local_sum += float(losses.sums.detach().sum())
         inputs += int(batch["lengths"].sum())
     norm = _optimizer_step(run)
     padded = sum(b["input_ids"].numel() for b in micro_batches)
@@ -154,7 +142,7 @@ def accumulate_step(run, micro_batches: list[dict]) -> StepResult:
                       category_loss=totals.reduce(run.device, run.dp_group))
 
 
-def pipeline_step(run, micro_batches: list[dict]) -> StepResult:
+def pipeline_step(run: Run, micro_batches: list[dict]) -> StepResult:
     """One optimizer step through the pipeline schedule (--pp > 1, one batch per step)."""
     (batch,) = micro_batches
     all_reduce = (lambda t: dist.all_reduce(t, group=run.dp_group)) if dist.is_initialized() else None
@@ -165,7 +153,7 @@ def pipeline_step(run, micro_batches: list[dict]) -> StepResult:
     tensors = {**model_inputs(batch, run.device), "labels": batch["labels"].to(run.device)}
 
     def criterion(outputs, inputs):
-        return row_loss_sums(outputs.logits, inputs["labels"]).sum() * scale
+        return row_losses(outputs.logits, inputs["labels"]).sums.sum() * scale
 
     out = run.booster.execute_pipeline(iter([tensors]), run.model, criterion, run.optimizer, return_loss=True)
     norm = _optimizer_step(run)
@@ -182,28 +170,47 @@ def pipeline_step(run, micro_batches: list[dict]) -> StepResult:
                       grad_norm=norm)
 
 
+def eval_batch(run: Run, batch: dict, totals: CategoryTotals) -> tuple[float, int]:
+    """Summed loss and label tokens of one evaluation batch on this rank (adds to the per-category totals)."""
+    with run.autocast():
+        logits = run.model(**model_inputs(batch, run.device)).logits
+    losses = row_losses(logits, batch["labels"].to(run.device))
+    totals.add(batch, losses.tokens)
+    return float(losses.sums.sum()), int(losses.counts.sum())
+
+
+def pipeline_eval_batch(run: Run, batch: dict, totals: CategoryTotals) -> tuple[float, int]:
+    """The same through the pipeline schedule (--pp > 1); the loss exists on the last stage only (0 elsewhere),
+    and there is no per-category loss (the logits never leave the last stage)."""
+    tensors = {**model_inputs(batch, run.device), "labels": batch["labels"].to(run.device)}
+    out = run.booster.execute_pipeline(iter([tensors]), run.model,
+                                       lambda o, i: row_losses(o.logits, i["labels"]).sums.sum(), None,
+                                       return_loss=True)
+    reported = out.get("loss")
+    loss = 0.0 if reported is None else pipeline_loss_sum(float(reported), batch["input_ids"].shape[0],
+                                                          run.config.microbatch_size)
+    return loss, label_tokens(batch["labels"])
+
+
 @torch.no_grad()
-def evaluate(run) -> tuple[float, dict]:
+def evaluate(run: Run) -> tuple[float, dict]:
     """Mean loss over every label token of the evaluation data (all ranks), and per category."""
+    pipelined = run.config.pp > 1
+    step = pipeline_eval_batch if pipelined else eval_batch
     run.model.eval()
     totals = CategoryTotals(run.evaluation.categories)
     local = [0.0, 0.0]
     run.evaluation.sampler.set_epoch(0, 0)
     for batch in run.evaluation.loader:
-        if run.config.pp > 1:
-            tensors = {**model_inputs(batch, run.device), "labels": batch["labels"].to(run.device)}
-            out = run.booster.execute_pipeline(iter([tensors]), run.model, lambda o, i: row_loss_sums(
-                o.logits, i["labels"]).sum(), None, return_loss=True)
-            local[0] += float(out["loss"] or 0) * run.config.batch_size // run.config.microbatch_size
-        else:
-            with run.autocast():
-                logits = run.model(**model_inputs(batch, run.device)).logits
-            losses = token_losses(logits, batch["labels"].to(run.device))
-            totals.add(batch, losses)
-            local[0] += float(losses.sum(dim=1).sum())
-        local[1] += float((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+        loss, tokens = step(run, batch, totals)
+        local[0] += loss
+        local[1] += tokens
     run.model.train()
-    total, count = _sum_over(local, run.device, run.dp_group if run.config.pp == 1 else None)
-    if run.config.pp > 1:  # every pp stage counted the tokens; the loss came from the last one
+    if pipelined:
+        # summed over all ranks: each stage counted the tokens, the loss came from the last one (tp ranks
+        # repeat both, which cancels in the ratio)
+        total, count = _sum_over(local, run.device, None)
         count /= run.config.pp
+    else:
+        total, count = _sum_over(local, run.device, run.dp_group)
     return total / max(count, 1), totals.reduce(run.device, run.dp_group)

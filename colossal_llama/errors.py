@@ -7,6 +7,9 @@ there is one) and the reason, e.g. `data/a.jsonl:12: invalid JSON (column 3)`.
 
 from __future__ import annotations
 
+import sys
+from typing import Callable
+
 
 class ConfigError(ValueError):
     """A setting a user gave is invalid; the message says which and why."""
@@ -64,3 +67,13 @@ class WorkerDied(RuntimeError):
 # what a command reports as `error: <message>` with exit status 2 (anything else is a bug: a traceback)
 USER_ERRORS = (ConfigError, DataError, TokenizerError, OutputError, PluginError, RecipeError, InferenceError,
                UnsafeFileError)
+
+
+def exit_status(command: Callable[[], int], also: tuple[type[BaseException], ...] = ()) -> int:
+    """`command()`'s exit status; a user error (or one of `also`) printed as one line `error: <message>` on
+    stderr, with status 2."""
+    try:
+        return command()
+    except USER_ERRORS + also as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

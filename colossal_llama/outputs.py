@@ -295,11 +295,11 @@ def staged_output(out: str, overwrite: bool = False, flag: str = "output", *, is
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_json(path: str, data, **dump_options) -> None:
-    """Replace the file `path` with `data` as JSON and a newline: the whole new file or the old one.
+def replace_file(path: str, text: str) -> None:
+    """Replace the file `path` with `text`: the whole new file or the old one, never half of it.
 
     Written to a temporary file in the same folder, then `os.replace`d over
-    `path` (atomic on POSIX). `dump_options` go to `json.dump` (indent ...).
+    `path` (atomic on POSIX).
 
     Raises:
         OutputError: `path: reason` when the file system refuses (read-only, full, permission).
@@ -310,8 +310,7 @@ def write_json(path: str, data, **dump_options) -> None:
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, **dump_options)
-            f.write("\n")
+            f.write(text)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; the file follows the umask like any other
         os.replace(tmp, path)
         tmp = None
@@ -320,3 +319,8 @@ def write_json(path: str, data, **dump_options) -> None:
     finally:
         if tmp is not None and os.path.lexists(tmp):
             os.remove(tmp)
+
+
+def write_json(path: str, data, **dump_options) -> None:
+    """`replace_file` with `data` as JSON and a newline; `dump_options` go to `json.dumps` (indent ...)."""
+    replace_file(path, json.dumps(data, **dump_options) + "\n")

@@ -8,6 +8,7 @@ pipeline must give exactly its ids and labels.
 from __future__ import annotations
 
 import contextlib
+import gc
 import glob
 import gzip
 import json
@@ -331,6 +332,7 @@ def small_file_system(path, options: str):
     try:
         yield path
     finally:
+        gc.collect()  # a write that failed on the full disk may leave its file open until its traceback is freed
         for _ in range(50):
             if subprocess.run(["umount", str(path)], capture_output=True).returncode == 0:
                 break

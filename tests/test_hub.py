@@ -109,3 +109,17 @@ def test_training_starts_from_an_id_and_records_the_folder(cached_tiny, pretrain
     code, _ = run_train("org/missing", pretrain_parts, str(tmp_path / "bad"))
     assert code == 2
     assert "train.py: error: --pretrained org/missing: no such folder" in capsys.readouterr().err
+
+
+def test_a_recipe_starts_from_an_id_in_the_cache(tmp_path, cached_tiny):
+    from colossal_llama.errors import RecipeError
+    from colossal_llama.stages.recipe import load_recipe
+    from test_stages import base_recipe, write_recipe
+
+    recipe = base_recipe("org/tiny")
+    loaded = load_recipe(write_recipe(tmp_path, recipe), str(tmp_path / "run"))
+    assert loaded.stages[0].start.model == cached_tiny  # every stage and probe then sees the folder
+    recipe["stages"][0]["start"]["model"] = "org/absent"
+    with pytest.raises(RecipeError, match=r"stages\[0\] \(a\)\.start\.model: org/absent: no such folder, and no "
+                                          r"snapshot of it in the Hugging Face cache"):
+        load_recipe(write_recipe(tmp_path, recipe), str(tmp_path / "run"))

@@ -496,3 +496,7 @@ def test_probe_score_is_answer_nll_per_character(tmp_path, tiny_model_dir):
     path.write_text('{"source": "x", "target": ""}\n')
     with pytest.raises(Exception, match=r"p.jsonl:1: expected"):
         probe_model(tiny_model_dir, [str(path)])
+    # tokenized as the data path does: special-token text is refused there, so here too
+    path.write_text(json.dumps({"source": "x", "target": "a </s> b", "category": "c"}) + "\n")
+    with pytest.raises(DataError, match=r"probe record 1 \(c\): .*</s>"):
+        probe_model(tiny_model_dir, [str(path)])

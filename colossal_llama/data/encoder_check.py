@@ -16,14 +16,12 @@ manifest (`tokenizer.encoder.reason`). Cost: about 0.1 s (the HF tokenizer on
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import itertools
-import zlib
 
 import numpy as np
 
-from colossal_llama.errors import BadRecord
-from colossal_llama.jsonl import decode_json_line
+from colossal_llama.errors import BadRecord, DataError
+from colossal_llama.jsonl import decode_json_line, open_input
 from colossal_llama.tokenizer.encoder import FastEncoder, single_threaded
 
 SAMPLE_BYTES = 256 << 10
@@ -42,11 +40,10 @@ def _spread(paths: list[str], count: int) -> list[str]:
 
 def _first_lines(path: str, budget: int):
     """(line number, raw line) of the first whole lines of `path` within `budget` bytes (the first line:
-    within `FIRST_RECORD_BYTES`)."""
-    opener = gzip.open if path.endswith(".gz") else open
+    within `FIRST_RECORD_BYTES`). A line that does not fit ends the sample without being read through."""
     budget, used = max(budget, 1), 0
     try:
-        with opener(path, "rb") as f:
+        with open_input(path) as f:
             for number in itertools.count(1):
                 limit = max(budget, FIRST_RECORD_BYTES) if number == 1 else budget
                 raw = f.readline(limit - used + 1)
@@ -54,7 +51,7 @@ def _first_lines(path: str, budget: int):
                 if not raw or used > limit or not raw.endswith(b"\n"):
                     return
                 yield number, raw.rstrip(b"\r\n")
-    except (OSError, EOFError, zlib.error):  # a corrupt gzip file: the map step reports it
+    except DataError:  # unreadable or corrupt: the map step reports it
         return
 
 

@@ -27,7 +27,7 @@ from colossal_llama.data.manifest import build_manifest, count_per_input, input_
 from colossal_llama.data.mapstep import (ChunkBadRecord, MapSettings, preload_encoder, release_encoder, run_map, spill_path, worker_pool)
 from colossal_llama.data.records import count_lines_before, discover_input_files, plan_chunks
 from colossal_llama.data.spill import SpillReader, load_doc_table
-from colossal_llama.errors import ConfigError, DataError, OutputError, TokenizerError, WorkerDied
+from colossal_llama.errors import DataError, TokenizerError, WorkerDied, exit_status
 from colossal_llama.model.hub import resolve_model_dir
 from colossal_llama.outputs import check_output_free, staged_output
 from colossal_llama.tokenizer.encoder import FastEncoder
@@ -214,12 +214,11 @@ def skip_torch_import() -> None:
 def run_cli(parse_args, prepare, argv: list[str] | None = None) -> int:
     """The command-line wrapper of a preparation: errors a user can fix -> one line and exit code 2."""
     skip_torch_import()
-    try:
-        config = parse_args(argv)
-        manifest = prepare(config)
-    except (ConfigError, DataError, TokenizerError, WorkerDied, OutputError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return exit_status(lambda: _prepare_and_report(parse_args(argv), prepare), also=(WorkerDied,))
+
+
+def _prepare_and_report(config: DataConfig, prepare) -> int:
+    manifest = prepare(config)
     print(summary_table(manifest))
     print(f"wrote {config.data_output_dirs}/arrow/part-00000 .. part-{manifest['totals']['parts'] - 1:05d}, "
           f"{config.data_output_dirs}/manifest.json")

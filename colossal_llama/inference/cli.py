@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import fields
 from typing import Callable
 
 from colossal_llama.config import add_dataclass_arguments
-from colossal_llama.errors import InferenceError
+from colossal_llama.errors import exit_status
 from colossal_llama.inference.generation import DTYPES, SamplingSettings
 
 
@@ -44,9 +43,5 @@ def settings_from_args(args: argparse.Namespace) -> SamplingSettings:
 
 
 def run_cli(main: Callable[[], int]) -> int:
-    """main()'s exit status; an InferenceError is printed as one line `error: ...` and gives 2."""
-    try:
-        return main()
-    except InferenceError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    """main()'s exit status; a user error is printed as one line `error: ...` and gives 2."""
+    return exit_status(main)

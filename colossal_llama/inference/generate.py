@@ -19,12 +19,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 
 from colossal_llama.errors import DataError, InferenceError
 from colossal_llama.inference.cli import cli_parser, run_cli, settings_from_args
 from colossal_llama.inference.generation import generate, load_for_inference
 from colossal_llama.jsonl import line_error, read_jsonl, read_lines
+from colossal_llama.outputs import replace_file
 
 
 def _jsonl_prompts(path: str) -> list[str]:
@@ -54,17 +54,8 @@ def read_prompts(path: str) -> list[str]:
 
 
 def write_jsonl_atomic(path: str, rows: list[dict]) -> None:
-    """Write `rows` to a temporary file beside `path`, then rename it: never a half-written file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """`rows` as JSON Lines in `path`, replaced whole: never a half-written file."""
+    replace_file(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,12 +25,11 @@ import json
 import os
 import re
 import shutil
-import sys
 import time
 
 import torch
 
-from colossal_llama.errors import DataError, OutputError, TokenizerError
+from colossal_llama.errors import DataError, TokenizerError, exit_status
 from colossal_llama.model.hub import resolve_model_dir
 from colossal_llama.model.embeddings import decompose, mean_rows
 from colossal_llama.outputs import staged_output
@@ -214,14 +213,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
+
+    def run() -> int:
         report = init_model(args.source_model_and_tokenizer_path, args.target_tokenizer_path, args.target_model_path,
                             args.replace_vocab, args.dtype, args.overwrite)
-    except (DataError, OutputError, TokenizerError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(report, indent=2))
-    return 0
+        print(json.dumps(report, indent=2))
+        return 0
+    return exit_status(run)
 
 
 if __name__ == "__main__":

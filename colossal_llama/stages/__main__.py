@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from colossal_llama.errors import ConfigError, DataError, RecipeError
+from colossal_llama.errors import USER_ERRORS
 from colossal_llama.stages.recipe import LAUNCHERS, Recipe, load_recipe
 
 
@@ -22,7 +22,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m colossal_llama.stages", description=__doc__.split("\n\n")[0])
     p.add_argument("recipe", help="the recipe YAML file")
     p.add_argument("--run_dir", help="where everything is written (default: runs/<recipe file name>)")
-    p.add_argument("--launcher", choices=LAUNCHERS, help="how train.py is started (recipe: launcher.command)")
+    p.add_argument("--launcher", choices=LAUNCHERS, help="how the trainer (python -m colossal_llama.training) is started (recipe: launcher.command)")
     p.add_argument("--nproc_per_node", type=int, help="processes per node (recipe: launcher.nproc_per_node)")
     p.add_argument("--hostfile", help="hostfile of the nodes, for colossalai run (recipe: launcher.hostfile)")
     p.add_argument("--master_addr", help="address of the first node (recipe: launcher.master_addr)")
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         except StageFailed as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-    except (RecipeError, ConfigError, DataError) as exc:
+    except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.report:

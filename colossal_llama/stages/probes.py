@@ -14,13 +14,18 @@ harder tokens; per-token loss would rise although the model got better).
 
 from __future__ import annotations
 
+import tempfile
 from collections import defaultdict
 
+import numpy as np
 import torch
 
-from colossal_llama.data.tokenize import IGNORE_INDEX
+from colossal_llama.data.loader import PackedCollator
+from colossal_llama.data.tokenize import tokenize_pretrain_batch
 from colossal_llama.errors import DataError
 from colossal_llama.jsonl import line_error, read_jsonl
+from colossal_llama.tokenizer.encoder import SlowEncoder
+from colossal_llama.tokenizer.loading import describe_tokenizer, load_tokenizer
 from colossal_llama.training.loss import row_losses
 
 
@@ -41,39 +46,48 @@ def read_probes(path: str) -> list[dict]:
     return records
 
 
+def tokenize_probes(records: list[dict], tokenizer, tokenizer_dir: str) -> list[dict]:
+    """Rows {input_ids, labels} of the probe records, tokenized as data preparation does (BOS + source +
+    target + EOS, the source masked: `tokenize_pretrain_batch`) with the tokenizer's own HF call.
+
+    Raises:
+        DataError: a record holding special-token text (it would be rejected from training data too).
+    """
+    with tempfile.TemporaryDirectory() as workdir:
+        info = describe_tokenizer(tokenizer, tokenizer_dir, workdir, encoder="hf")
+    batch = tokenize_pretrain_batch([(r["source"], r["target"]) for r in records], SlowEncoder(tokenizer=tokenizer),
+                                    info)
+    if batch.rejected:
+        index, bad = next(iter(batch.rejected.items()))
+        raise DataError(f"probe record {index + 1} ({records[index]['category']}): {bad.message}")
+    ends = np.cumsum(batch.lengths)
+    return [{"input_ids": batch.ids[end - n:end].tolist(), "labels": batch.labels[end - n:end].tolist()}
+            for n, end in zip(batch.lengths.tolist(), ends.tolist())]
+
+
 @torch.no_grad()
 def probe_model(model_dir: str, paths: list[str], batch_size: int = 16) -> dict:
     """Per category: nats per character of the targets, and how many records and characters were scored."""
     from transformers import AutoModelForCausalLM
 
     from colossal_llama.safe_loading import safe_loading
-    from colossal_llama.tokenizer.loading import load_tokenizer
 
+    records = [r for p in paths for r in read_probes(p)]  # a bad probe file fails before the model loads
     tokenizer = load_tokenizer(model_dir)
+    rows = tokenize_probes(records, tokenizer, model_dir)
     device = "cuda" if torch.cuda.is_available() else "cpu"  # bf16 on a GPU, so a 7B model fits one
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     with safe_loading():  # .bin weights: plain tensors only, never a TorchScript archive
         model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=dtype, trust_remote_code=False)
     model = model.to(device).eval()
-    records = [r for p in paths for r in read_probes(p)]
-    bos, eos = tokenizer.bos_token or "", tokenizer.eos_token or ""
+    collate = PackedCollator(tokenizer.eos_token_id or 0, isolate=False)  # one document a row: a padding mask
     totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0])
     for start in range(0, len(records), batch_size):
-        batch = records[start:start + batch_size]
-        prefixes = tokenizer([bos + r["source"] for r in batch], add_special_tokens=False)["input_ids"]
-        fulls = tokenizer([bos + r["source"] + r["target"] + eos for r in batch], add_special_tokens=False)["input_ids"]
-        width = max(map(len, fulls))
-        ids = torch.full((len(batch), width), tokenizer.eos_token_id or 0, dtype=torch.long)
-        labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, (prefix, full) in enumerate(zip(prefixes, fulls)):
-            ids[i, : len(full)] = torch.tensor(full)
-            labels[i, len(prefix): len(full)] = torch.tensor(full[len(prefix):])
-            mask[i, : len(full)] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        batch = collate(rows[start:start + batch_size])
+        logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
         # the loss training computes, summed per answer where the logits are (no (B, L, V) copy to the host)
-        nll = row_losses(logits, labels.to(device)).sums
-        for record, row in zip(batch, nll.tolist()):
+        nll = row_losses(logits, batch["labels"].to(device)).sums
+        for record, row in zip(records[start:start + batch_size], nll.tolist()):
             entry = totals[record["category"]]
             entry[0] += row
             entry[1] += 1

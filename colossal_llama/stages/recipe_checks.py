@@ -22,6 +22,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from colossal_llama.config import coerce, field_types
 from colossal_llama.errors import ConfigError
+from colossal_llama.model.hub import is_repo_id, resolve_model_dir
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MESSAGE_TYPES = ("recipe", "unknown_key")  # our own error types: the message is the whole text
@@ -109,6 +110,21 @@ def _folder(value: str, info) -> str:
     return _path(value, info, folder=True)
 
 
+def _model_dir(value: str, info) -> str:
+    """A model folder (as `_folder`), or a Hugging Face id (`org/name`) of a model in the local cache: its
+    snapshot folder (`model.hub`), so every stage and probe sees a folder."""
+    text = value.replace("{run_dir}", info.context["run_dir"])
+    local = text if os.path.isabs(text) else os.path.join(info.context["base"], text)
+    if os.path.exists(local) or not is_repo_id(text):
+        return _folder(value, info)
+    try:
+        return resolve_model_dir(text, "", error=ValueError)
+    except ValueError as exc:
+        if info.context["check_paths"]:
+            raise problem(str(exc)) from None
+        return text
+
+
 def one_or_many(value):
     """A single value is a list of one; null is an empty list."""
     return [] if value is None else value if isinstance(value, list) else [value]
@@ -157,6 +173,7 @@ def source_ref(value: str, info) -> str:
 
 Path = Annotated[StrictStr, AfterValidator(_path)]
 Folder = Annotated[StrictStr, AfterValidator(_folder)]
+ModelDir = Annotated[StrictStr, AfterValidator(_model_dir)]
 Paths = Annotated[list[Path], BeforeValidator(one_or_many)]
 Number = Annotated[float, BeforeValidator(_number)]
 Weight = Annotated[Number, AfterValidator(_positive)]

@@ -18,8 +18,8 @@ from pydantic import BeforeValidator, Field, StrictBool, StrictInt, StrictStr, f
 
 from colossal_llama.config import PretrainDataConfig, SftDataConfig, field_types
 from colossal_llama.errors import ConfigError
-from colossal_llama.stages.recipe_checks import (Folder, Number, Path, Paths, Problems, SourceKey, SourceRef, Spec,
-                                                 Weight, check_settings, named, one_or_many, problem)
+from colossal_llama.stages.recipe_checks import (Folder, ModelDir, Number, Path, Paths, Problems, SourceKey, SourceRef,
+                                                 Spec, Weight, check_settings, named, one_or_many, problem)
 from colossal_llama.training.config import TrainConfig
 
 LAUNCHERS = ("colossalai", "torchrun", "python")
@@ -160,8 +160,8 @@ class ExpandSpec(Spec):
 class StartSpec(Spec):
     """`start:` where a stage's weights come from. Empty (or `previous`): the previous stage's export."""
 
-    model: Folder | None = None
-    """An HF model folder."""
+    model: ModelDir | None = None
+    """An HF model folder, or the id of a model in the local Hugging Face cache (`meta-llama/Llama-2-7b-hf`)."""
     stage: StrictStr | None = None
     """An earlier stage, whose export to start from."""
     expand: ExpandSpec | None = None

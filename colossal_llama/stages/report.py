@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
 import numpy as np
+
+from colossal_llama.errors import ConfigError, exit_status
 
 
 def read_scalars(log_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -42,7 +43,7 @@ def load_run(run_dir: str) -> list[dict]:
     """Per stage in order: name, folder, scalars, done.json (or None), token offset on the shared axis."""
     path = os.path.join(run_dir, "run.json")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{run_dir}: no run.json (not a run folder of `python -m colossal_llama.stages`)")
+        raise ConfigError(f"{run_dir}: no run.json (not a run folder of `python -m colossal_llama.stages`)")
     with open(path, encoding="utf-8") as f:
         stages = json.load(f)["stages"]
     offset = 0.0
@@ -177,14 +178,13 @@ def main(argv: list[str] | None = None) -> int:
                                                  "tensorboard logs.")
     parser.add_argument("run_dir", help="a run folder of `python -m colossal_llama.stages`")
     args = parser.parse_args(argv)
-    try:
+
+    def run() -> int:
         path = write_report(args.run_dir)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {path}, {os.path.join(args.run_dir, 'plots', 'loss.png')}, "
-          f"{os.path.join(args.run_dir, 'plots', 'category_loss.png')}")
-    return 0
+        print(f"wrote {path}, {os.path.join(args.run_dir, 'plots', 'loss.png')}, "
+              f"{os.path.join(args.run_dir, 'plots', 'category_loss.png')}")
+        return 0
+    return exit_status(run)
 
 
 if __name__ == "__main__":

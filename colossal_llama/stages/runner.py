@@ -29,11 +29,12 @@ import shlex
 import time
 from dataclasses import asdict
 
-from colossal_llama.errors import RecipeError, StageFailed
-from colossal_llama.stages.launch import TRAINER, check_launcher, launch_command, launch_env, run_launcher
-from colossal_llama.stages.recipe import Recipe, Stage
 from colossal_llama.data.manifest import parts_of
 from colossal_llama.data.mixtures import MixPart, build_mixture, print_mixture
+from colossal_llama.errors import RecipeError, StageFailed
+from colossal_llama.outputs import replace_file, write_json
+from colossal_llama.stages.launch import TRAINER, check_launcher, launch_command, launch_env, run_launcher
+from colossal_llama.stages.recipe import Recipe, Stage
 from colossal_llama.stages.sources import FileHashes, prepare_source
 
 
@@ -159,8 +160,7 @@ def run_stage(recipe: Recipe, stage: Stage, key: str, hashes: FileHashes, probes
     parts, evals = stage_data(recipe, stage, model, hashes)
     settings = train_settings(recipe, stage, model, parts, evals)
     config_path = os.path.join(folder, "train.json")
-    with open(config_path, "w", encoding="utf-8") as f:
-        json.dump(settings, f, indent=2)
+    write_json(config_path, settings, indent=2)
     from colossal_llama.training.checkpoint import latest_checkpoint
 
     resumed = latest_checkpoint(settings["save_dir"])
@@ -176,9 +176,7 @@ def run_stage(recipe: Recipe, stage: Stage, key: str, hashes: FileHashes, probes
     done = {"key": key, "stage": stage.name, "export": settings["export_dir"], "steps": last.get("step"),
             "label_tokens": last.get("train/label_tokens_seen"), "final_loss": last.get("train/loss"),
             "seconds": round(time.time() - started, 1)}
-    with open(os.path.join(folder, "done.json.tmp"), "w", encoding="utf-8") as f:
-        json.dump(done, f, indent=2)
-    os.replace(os.path.join(folder, "done.json.tmp"), os.path.join(folder, "done.json"))
+    write_json(os.path.join(folder, "done.json"), done, indent=2)
 
 
 def load_probes(recipe: Recipe) -> dict:
@@ -193,10 +191,7 @@ def record_probes(recipe: Recipe, probes: dict, label: str, model_dir: str) -> N
     from colossal_llama.stages.probes import probe_model, probe_table
 
     probes[label] = probe_model(model_dir, recipe.probes)
-    path = os.path.join(recipe.run_dir, "probes.json")
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(probes, f, indent=2)
-    os.replace(path + ".tmp", path)
+    write_json(os.path.join(recipe.run_dir, "probes.json"), probes, indent=2)
     print(f"probes (nats per character of held-out answers, lower is better):\n{probe_table({label: probes[label]})}",
           flush=True)
 
@@ -207,11 +202,10 @@ def run_recipe(recipe: Recipe) -> dict:
     check_finished(recipe, keys)
     check_launcher(recipe)
     os.makedirs(recipe.run_dir, exist_ok=True)
-    with open(os.path.join(recipe.run_dir, "recipe.yaml"), "w", encoding="utf-8") as f:
-        f.write(recipe.text)
-    with open(os.path.join(recipe.run_dir, "run.json"), "w", encoding="utf-8") as f:
-        json.dump({"recipe": os.path.abspath(recipe.path),
-                   "stages": [{"name": s.name, "folder": s.folder_name} for s in recipe.stages]}, f, indent=2)
+    replace_file(os.path.join(recipe.run_dir, "recipe.yaml"), recipe.text)
+    write_json(os.path.join(recipe.run_dir, "run.json"), {
+        "recipe": os.path.abspath(recipe.path),
+        "stages": [{"name": s.name, "folder": s.folder_name} for s in recipe.stages]}, indent=2)
     hashes, probes = FileHashes(os.path.join(recipe.run_dir, "data")), load_probes(recipe)
     first = recipe.stages[0]
     if recipe.probes and "start" not in probes:

@@ -26,11 +26,10 @@ import argparse
 import json
 import os
 import shutil
-import sys
 from dataclasses import asdict, dataclass, field, replace
 
 from colossal_llama.config import add_dataclass_arguments
-from colossal_llama.errors import ConfigError, DataError, OutputError, TokenizerError
+from colossal_llama.errors import ConfigError, DataError, TokenizerError, exit_status
 from colossal_llama.jsonl import line_error, read_jsonl
 from colossal_llama.model.hub import resolve_model_dir
 from colossal_llama.outputs import staged_output
@@ -277,11 +276,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        report = init_tokenizer(ExpansionConfig(**vars(parser().parse_args(argv))))
-    except (ConfigError, DataError, TokenizerError, OutputError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    config = parser().parse_args(argv)
+    return exit_status(lambda: _expand_and_report(ExpansionConfig(**vars(config))))
+
+
+def _expand_and_report(config: ExpansionConfig) -> int:
+    report = init_tokenizer(config)
     print_report(report)
     print(f"wrote {report['target']} (report.json inside)")
     return 0

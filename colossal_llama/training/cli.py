@@ -15,7 +15,7 @@ import os
 import sys
 
 from colossal_llama.config import add_dataclass_arguments, coerce, field_types
-from colossal_llama.errors import ConfigError
+from colossal_llama.errors import USER_ERRORS, ConfigError
 from colossal_llama.training.config import CHOICES, TrainConfig
 
 
@@ -80,10 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     die_with_launcher()  # before the slow imports: the sooner, the smaller the window for an unnoticed death
     import torch.distributed as dist
 
-    from colossal_llama.errors import DataError
     from colossal_llama.outputs import describe_os_error
-    from colossal_llama.errors import OutputError
-    from colossal_llama.errors import PluginError
 
     config = None
     try:
@@ -91,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         from colossal_llama.training.build import train
 
         train(config)
-    except (ConfigError, DataError, PluginError, OutputError, OSError) as exc:
+    except USER_ERRORS + (OSError,) as exc:
         if isinstance(exc, OSError):  # a file the run reads or writes: `path: reason`
             exc = describe_os_error(exc, config.save_dir if config else "train.py")
         if not dist.is_initialized() or dist.get_rank() == 0:

@@ -28,6 +28,8 @@ import time
 
 from tqdm import tqdm
 
+from colossal_llama.outputs import replace_file
+
 # dense bf16/fp16 tensor-core peak per device, from the vendors' data sheets (FLOP/s)
 PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "H800": 989e12, "H20": 148e12, "A100": 312e12, "A800": 312e12,
               "L40S": 362e12, "A10": 125e12, "4090": 165e12, "V100": 125e12}
@@ -62,9 +64,7 @@ def keep_metrics_until(path: str, step: int) -> None:
             pass
     if kept == lines:
         return
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.writelines(kept)
-    os.replace(path + ".tmp", path)
+    replace_file(path, "".join(kept))
 
 
 class Monitor:

@@ -115,6 +115,11 @@ def test_demo_runs(tmp_path):
     assert added and int(added.group(1).replace(",", "")) == 1200 + int(added.group(2).replace(",", "")) > 1600
     assert re.search(r"^encyclopedia_zh +65 +\d\.\d+ +0\.\d+ .*%$", out, re.M)  # under 1 token per character
     assert "The knowledge stages lowered the loss in both languages." in out
+    mixture = json.loads((tmp_path / "stages" / "03-injection" / "data" / "manifest.json").read_text())
+    replayed = {t["source"]: t["weight"] for t in mixture["sources"] if t["source"].endswith("(replay pretrain 25%)")}
+    assert replayed == {"story_en (replay pretrain 25%)": 0.75, "story_zh (replay pretrain 25%)": 0.25,
+                        "riddle_zh (replay pretrain 25%)": 0.25}  # 25% of each weight of the pretrain stage
+    assert all(t["rows"] == round(t["source_rows"] * t["weight"]) for t in mixture["sources"])
     probes = json.loads((tmp_path / "probes.json").read_text())
     for category in ("fact_en", "fact_zh"):
         assert probes["replay"][category]["nats_per_char"] < probes["pretrain"][category]["nats_per_char"]

@@ -407,61 +407,86 @@ def test_colossalai_run_hands_each_argument_and_variable_to_its_shell_intact(tmp
         launch.check_launcher(loaded)
 
 
-def test_runner_resumes_after_a_kill_with_the_same_final_weights(tmp_path, tiny_model_dir):
-    path = write_recipe(tmp_path, base_recipe(tiny_model_dir))
-    whole = str(tmp_path / "whole")
-    done = subprocess.run(_runner(path, whole), cwd=REPO, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert os.path.isfile(os.path.join(whole, "report.md"))
-    for png in ("loss.png", "category_loss.png"):
-        with open(os.path.join(whole, "plots", png), "rb") as f:
-            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    with open(os.path.join(whole, "probes.json")) as f:
-        assert list(json.load(f)) == ["start", "a", "b"]
-    mixture = json.load(open(os.path.join(whole, "stages", "02-b", "data", "manifest.json")))
-    a_rows = json.load(open(os.path.join(whole, "stages", "01-a", "data", "manifest.json")))["sources"][0]["rows"]
-    assert [t["rows"] for t in mixture["sources"]][1] == round(a_rows * 0.5)  # replay 50% of stage a
+def test_finished_stages_are_skipped_and_changed_ones_refused(tmp_path, tiny_model_dir):
+    """The runner's decision, without training: a stage's key covers its settings and those of the stages it
+    builds on; a done.json with the same key is skipped, another key refused before anything runs."""
+    from colossal_llama.stages.runner import check_finished, stage_dir, stage_keys
 
-    # the killed run goes through `colossalai run` (which hands train.py's command line to a shell), started in a
-    # folder and from a recipe file named like shell code; the run folder is runs/<recipe file name>
+    recipe = base_recipe(tiny_model_dir)
+    loaded = load_recipe(write_recipe(tmp_path, recipe), str(tmp_path / "run"))
+    keys = stage_keys(loaded)
+    for stage in loaded.stages:
+        os.makedirs(stage_dir(loaded, stage))
+        with open(os.path.join(stage_dir(loaded, stage), "done.json"), "w") as f:
+            json.dump({"key": keys[stage.name]}, f)
+    check_finished(loaded, keys)  # the same recipe: both skipped
+
+    recipe["stages"][0]["train"]["lr"] = 5e-4  # stage a changed: b, which replays a, changes with it
+    changed = load_recipe(write_recipe(tmp_path, recipe), str(tmp_path / "run"))
+    changed_keys = stage_keys(changed)
+    assert changed_keys["a"] != keys["a"] and changed_keys["b"] != keys["b"]
+    with pytest.raises(RecipeError, match=r"stage 'a' finished in .*01-a with other settings"):
+        check_finished(changed, changed_keys)
+    recipe["stages"][0]["train"]["lr"] = 1e-3
+    recipe["stages"][1]["train"]["max_steps"] = 13  # b alone changed: a still matches
+    changed = load_recipe(write_recipe(tmp_path, recipe), str(tmp_path / "run"))
+    assert stage_keys(changed)["a"] == keys["a"]
+    with pytest.raises(RecipeError, match=r"stage 'b' finished in .*02-b with other settings"):
+        check_finished(changed, stage_keys(changed))
+
+
+def test_runner_resumes_after_a_kill_with_the_same_final_weights(tmp_path, tiny_model_dir, capsys):
+    """One stage run whole, and the same stage killed at its first checkpoint and rerun: the same weights."""
+    recipe = base_recipe(tiny_model_dir)
+    del recipe["probes"]
+    recipe["stages"] = [{"name": "a", "start": {"model": tiny_model_dir}, "data": {"qa": 2},
+                         "train": {"max_steps": 12, "use_neft": True}}]
+    path = write_recipe(tmp_path, recipe)
+    whole = str(tmp_path / "whole")
+    done = subprocess.run(_runner(path, whole, "--no-report"), cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    # the killed run goes through `colossalai run` (which hands the trainer's command line to a shell), started in
+    # a folder and from a recipe file named like shell code; the run folder is runs/<recipe file name>
     work = tmp_path / ODD
     work.mkdir()
     odd_recipe = str(tmp_path / f"{ODD}.yaml")
     shutil.copy(path, odd_recipe)
     killed = str(work / "runs" / ODD)
-    # stage a as the whole run left it (the same settings: the runner skips it), so that only stage b trains
-    shutil.copytree(os.path.join(whole, "stages", "01-a"), os.path.join(killed, "stages", "01-a"))
     command = [sys.executable, "-m", "colossal_llama.stages", odd_recipe, "--launcher", "colossalai", "--no-report"]
     env = dict(os.environ, PWD=str(work))  # as a shell in that folder sets it
     process = subprocess.Popen(command, cwd=work, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    checkpoint = os.path.join(killed, "stages", "02-b", "checkpoints", "step-00000003")
+    checkpoint = os.path.join(killed, "stages", "01-a", "checkpoints", "step-00000003")
     deadline = time.time() + 300
     while not os.path.isdir(checkpoint) and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)  # the runner alone: its launcher and the trainers must follow it
     process.wait()
-    assert os.path.isdir(checkpoint) and not os.path.exists(os.path.join(killed, "stages", "02-b", "done.json"))
+    assert os.path.isdir(checkpoint) and not os.path.exists(os.path.join(killed, "stages", "01-a", "done.json"))
     deadline = time.time() + 10
     while _processes_mentioning(str(tmp_path)) and time.time() < deadline:
         time.sleep(0.2)
     assert not _processes_mentioning(str(tmp_path))
-    assert not os.path.exists(os.path.join(killed, "stages", "02-b", "model"))  # no orphan trained stage b to its end
+    assert not os.path.exists(os.path.join(killed, "stages", "01-a", "model"))  # no orphan trained it to its end
 
     again = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "finished before" in again.stdout and "resuming from " + os.path.join(killed, "stages", "02-b", "checkpoints", "step-") in again.stdout
+    assert "resuming from " + os.path.join(killed, "stages", "01-a", "checkpoints", "step-") in again.stdout
     assert not [d for d, _, files in os.walk(tmp_path) if "X" in files] and not os.path.exists(os.path.join(REPO, "X"))
-    expected, got = _weights(whole, "02-b"), _weights(killed, "02-b")
-    # train.py's own resume is bit-identical (test_train_loop); across processes, CPU matrix kernels have once
+    expected, got = _weights(whole, "01-a"), _weights(killed, "01-a")
+    # the trainer's own resume is bit-identical (test_train_loop); across processes, CPU matrix kernels have once
     # given last-bit differences (5.8e-7 at most), so the two runs are compared to 1e-5
     assert expected.keys() == got.keys()
     assert max(float((expected[k] - got[k]).abs().max()) for k in expected) < 1e-5
 
-    recipe = base_recipe(tiny_model_dir)
-    recipe["stages"][0]["train"]["lr"] = 5e-4  # stage a finished with other settings: refused before anything runs
-    changed = subprocess.run(_runner(write_recipe(tmp_path, recipe), killed), cwd=REPO, capture_output=True, text=True)
-    assert changed.returncode == 2 and "stage 'a' finished in" in changed.stderr and "other settings" in changed.stderr
+    from colossal_llama.stages.__main__ import main
+
+    assert main([path, "--run_dir", killed, "--no-report"]) == 0  # finished: nothing runs again
+    assert "finished before" in capsys.readouterr().out
+    recipe["stages"][0]["train"]["lr"] = 5e-4  # finished with other settings: refused before anything runs
+    assert main([write_recipe(tmp_path, recipe), "--run_dir", killed, "--no-report"]) == 2
+    assert "stage 'a' finished in" in capsys.readouterr().err
 
 
 def test_report_command_on_a_folder_that_is_not_a_run(tmp_path):

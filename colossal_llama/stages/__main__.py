@@ -22,7 +22,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m colossal_llama.stages", description=__doc__.split("\n\n")[0])
     p.add_argument("recipe", help="the recipe YAML file")
     p.add_argument("--run_dir", help="where everything is written (default: runs/<recipe file name>)")
-    p.add_argument("--launcher", choices=LAUNCHERS, help="how the trainer (python -m colossal_llama.training) is started (recipe: launcher.command)")
+    p.add_argument("--launcher", choices=LAUNCHERS,
+                   help="how the trainer (python -m colossal_llama.training) is started (recipe: launcher.command)")
     p.add_argument("--nproc_per_node", type=int, help="processes per node (recipe: launcher.nproc_per_node)")
     p.add_argument("--hostfile", help="hostfile of the nodes, for colossalai run (recipe: launcher.hostfile)")
     p.add_argument("--master_addr", help="address of the first node (recipe: launcher.master_addr)")

@@ -3,11 +3,13 @@
 The commands are found, not listed by hand, so a new one cannot be missed:
 every file outside tests/ with a `__main__` guard (top-level scripts,
 applications/, benchmarks/ and `python -m colossal_llama...` modules) and
-every console script in setup.py. Scripts run in a subprocess, as a user
-runs them; package modules run in-process through `runpy` (what `python -m`
-does, without paying for a fresh interpreter and torch import each time);
-console scripts run from the venv's bin when installed, else their entry
-function is called in-process with the same argv.
+every console script in setup.py. All run in-process, without paying for a
+fresh interpreter and torch import each time: scripts through
+`runpy.run_path` with their folder first on sys.path (what `python script`
+does), modules through `runpy.run_module` (what `python -m` does), console
+scripts by calling their entry function with the same argv. Each command's
+own tests run it in a subprocess as a user does, and test_wheel runs the
+installed console scripts.
 """
 
 import ast
@@ -15,7 +17,6 @@ import importlib
 import os
 import re
 import runpy
-import subprocess
 import sys
 
 import pytest
@@ -103,12 +104,19 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_script_help(script):
-    done = subprocess.run([sys.executable, script, "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("usage:")
+def test_script_help(script, monkeypatch, capsys):
+    path = os.path.join(REPO, script)
+    monkeypatch.syspath_prepend(os.path.dirname(path))  # as `python script` puts the script's folder first
+    monkeypatch.chdir(REPO)
+    environ = dict(os.environ)  # a script may set variables for itself (the preparation's USE_TORCH)
+    try:
+        out = _help_in_process(lambda: runpy.run_path(path, run_name="__main__"), script, monkeypatch, capsys)
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+    assert out.startswith("usage:")
     for text in EXPECTED.get(script, []):
-        assert text in done.stdout, text
+        assert text in out, text
 
 
 def _help_in_process(run, argv0: str, monkeypatch, capsys) -> str:
@@ -129,12 +137,7 @@ def test_module_help(module, monkeypatch, capsys):
 
 @pytest.mark.parametrize("name", sorted(console_scripts()))
 def test_console_script_help(name, monkeypatch, capsys):
+    """The entry function, in-process (test_wheel runs the installed scripts themselves)."""
     module, function = console_scripts()[name].split(":")
-    installed = os.path.join(os.path.dirname(sys.executable), name)
-    if os.path.exists(installed):
-        done = subprocess.run([installed, "--help"], capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        out = done.stdout
-    else:
-        out = _help_in_process(getattr(importlib.import_module(module), function), name, monkeypatch, capsys)
+    out = _help_in_process(getattr(importlib.import_module(module), function), name, monkeypatch, capsys)
     assert out.startswith("usage:")

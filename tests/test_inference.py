@@ -3,6 +3,7 @@ settings, history truncation and the two command lines (applications/inference/)
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -213,14 +214,6 @@ def test_generate_cli_writes_jsonl(tmp_path, sp_chat_model):
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]  # no temporary file left behind
 
 
-def test_generate_cli_reports_the_bad_line(tmp_path, sp_chat_model):
-    prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text('{"prompt": "hi"}\n{"prompt": \n', encoding="utf-8")
-    done = run_script("generate.py", "--model_dir", sp_chat_model[0], "--prompts_file", str(prompts))
-    assert done.returncode == 2
-    assert done.stderr.startswith(f"error: {prompts}:2: invalid JSON") and done.stderr.count("\n") == 1
-
-
 def test_chat_cli_streams_and_resets(sp_chat_model):
     model_dir, model, tokenizer = sp_chat_model
     done = run_script("chat.py", "--model_dir", model_dir, "--temperature", "0", "--max_new_tokens", "8",
@@ -232,7 +225,10 @@ def test_chat_cli_streams_and_resets(sp_chat_model):
     assert replies == generate(model, tokenizer, ["hello", "hi"], GREEDY)
 
 
-def test_chat_cli_needs_a_chat_template(tiny_model_dir):
-    done = run_script("chat.py", "--model_dir", tiny_model_dir, stdin="hello\n")
-    assert done.returncode == 2
-    assert done.stderr.startswith("error: ") and "chat template" in done.stderr
+def test_chat_cli_needs_a_chat_template(tiny_model_dir, monkeypatch, capsys):
+    from colossal_llama.inference.chat import main
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hello\n"))
+    assert main(["--model_dir", tiny_model_dir]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "chat template" in err and err.count("\n") == 1

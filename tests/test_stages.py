@@ -132,12 +132,14 @@ def test_unknown_keys_are_refused_with_their_path(tmp_path):
     assert lines[1].startswith(f"{path}: stages[1] (b).start.expand.piece_count: unknown key (allowed: pieces, ")
 
 
-def test_bad_recipe_from_the_command_line_runs_nothing(tmp_path):
+def test_bad_recipe_from_the_command_line_runs_nothing(tmp_path, capsys):
+    from colossal_llama.stages.__main__ import main
+
     recipe = base_recipe(str(tmp_path))
     recipe["stages"][1]["train"]["lr"] = "fast"
-    done = subprocess.run([sys.executable, "-m", "colossal_llama.stages", write_recipe(tmp_path, recipe),
-                           "--run_dir", str(tmp_path / "run")], cwd=REPO, capture_output=True, text=True)
-    assert done.returncode == 2 and done.stderr.startswith("error: ") and "stages[1] (b).train.lr" in done.stderr
+    assert main([write_recipe(tmp_path, recipe), "--run_dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "stages[1] (b).train.lr" in err
     assert not (tmp_path / "run").exists()
 
 
@@ -489,10 +491,12 @@ def test_runner_resumes_after_a_kill_with_the_same_final_weights(tmp_path, tiny_
     assert "stage 'a' finished in" in capsys.readouterr().err
 
 
-def test_report_command_on_a_folder_that_is_not_a_run(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "colossal_llama.stages.report", str(tmp_path)], cwd=REPO,
-                          capture_output=True, text=True)
-    assert done.returncode == 2 and "no run.json" in done.stderr
+def test_report_command_on_a_folder_that_is_not_a_run(tmp_path, capsys):
+    from colossal_llama.stages.report import main
+
+    assert main([str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path}: no run.json (not a run folder of "
+                                       "`python -m colossal_llama.stages`)\n")
 
 
 def test_probe_score_is_answer_nll_per_character(tmp_path, tiny_model_dir):

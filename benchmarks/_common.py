@@ -10,6 +10,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import NamedTuple
 
@@ -75,6 +76,27 @@ def run_once(command: list[str]) -> Run:
     if proc.returncode != 0:
         sys.exit(f"preparation failed ({proc.returncode}):\n{err}")
     return Run(wall, rss, pss, err)
+
+
+def old_figure(old: dict[int, float], args, corpus: str, **settings) -> float | None:
+    """The old script's measured seconds for this run, when it is the measured set-up: the real corpus
+    `corpus` at `--repeat`, the real LLaMA-2 tokenizer and `settings` (e.g. max_length=4096)."""
+    measured = (args.input_dir == os.path.join(REALDATA, corpus) and args.tokenizer_dir is None
+                and all(getattr(args, name) == value for name, value in settings.items()))
+    return old.get(args.repeat) if measured else None
+
+
+def scratch_corpus(args, prefix: str) -> tuple[str, int, str]:
+    """A scratch folder with `--repeat` copies of the corpus in `corpus/` and the tokenizer (made there unless
+    --tokenizer_dir): (folder, corpus bytes, tokenizer folder). The caller removes the folder."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    try:
+        corpus_bytes = make_corpus(args.input_dir, args.repeat, os.path.join(work, "corpus"))
+        tokenizer_dir = args.tokenizer_dir or make_llama2_tokenizer(os.path.join(work, "tokenizer"))
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return work, corpus_bytes, tokenizer_dir
 
 
 def prepare_command(script: str, corpus: str, tokenizer_dir: str, out: str, args, *flags: str) -> list[str]:

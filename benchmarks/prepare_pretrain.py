@@ -26,10 +26,9 @@ import json
 import math
 import os
 import shutil
-import tempfile
 
-from _common import (REALDATA, benchmark_parser, interleaved_runs, make_corpus, make_llama2_tokenizer, prepare_command,
-                     print_speed, same_files)
+from _common import (benchmark_parser, interleaved_runs, old_figure, prepare_command, print_speed, same_files,
+                     scratch_corpus)
 
 OLD_SECONDS = {10: 78.0, 50: 183.0}
 """The old script's wall time on `--repeat` copies of ../shared/realdata/pretrain (2 cores, max_length 4096)."""
@@ -53,15 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     p = benchmark_parser(__doc__, "pretrain", max_length=4096)
     p.add_argument("--num_spliced_dataset_bins", type=int, default=10)
     args = p.parse_args(argv)
-    measured = (args.input_dir == os.path.join(REALDATA, "pretrain") and args.tokenizer_dir is None
-                and args.max_length == 4096)
-    old_seconds = OLD_SECONDS.get(args.repeat) if measured else None
-
-    work = tempfile.mkdtemp(prefix="bench_prepare_")
+    old_seconds = old_figure(OLD_SECONDS, args, "pretrain", max_length=4096)
+    work, corpus_bytes, tokenizer_dir = scratch_corpus(args, "bench_prepare_")
     try:
-        corpus_bytes = make_corpus(args.input_dir, args.repeat, os.path.join(work, "corpus"))
-        tokenizer_dir = args.tokenizer_dir or make_llama2_tokenizer(os.path.join(work, "tokenizer"))
-
         def command(out: str, *flags: str) -> list[str]:
             return prepare_command("prepare_pretrain_dataset.py", os.path.join(work, "corpus"), tokenizer_dir, out, args,
                                    "--num_spliced_dataset_bins", str(args.num_spliced_dataset_bins), *flags)

@@ -25,10 +25,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 
-from _common import (REALDATA, benchmark_parser, interleaved_runs, make_corpus, make_llama2_tokenizer, prepare_command,
-                     print_speed, run_once, same_files)
+from _common import (benchmark_parser, interleaved_runs, old_figure, prepare_command, print_speed, run_once,
+                     same_files, scratch_corpus)
 
 OLD_SECONDS = {10: 65.0}
 """The old script's wall time on `--repeat` copies of ../shared/realdata/sft (2 cores, max_length 512)."""
@@ -42,15 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS),
                    help="packing variants to run (default: all; the first one is timed)")
     args = p.parse_args(argv)
-    measured = (args.input_dir == os.path.join(REALDATA, "sft") and args.tokenizer_dir is None
-                and args.max_length == 512 and args.llama_version == 2)
-    old_seconds = OLD_SECONDS.get(args.repeat) if measured else None
-
-    work = tempfile.mkdtemp(prefix="bench_sft_")
+    old_seconds = old_figure(OLD_SECONDS, args, "sft", max_length=512, llama_version=2)
+    work, corpus_bytes, tokenizer_dir = scratch_corpus(args, "bench_sft_")
     try:
-        corpus_bytes = make_corpus(args.input_dir, args.repeat, os.path.join(work, "corpus"))
-        tokenizer_dir = args.tokenizer_dir or make_llama2_tokenizer(os.path.join(work, "tokenizer"))
-
         def command(out: str, *flags: str) -> list[str]:
             return prepare_command("prepare_sft_dataset.py", os.path.join(work, "corpus"), tokenizer_dir, out, args,
                                    "--llama_version", str(args.llama_version), *flags)

@@ -140,6 +140,15 @@ def _number(value) -> float:
     raise problem(f"expected float, got {value!r}")
 
 
+def one_of(choices) -> AfterValidator:
+    """A check that a value is one of `choices` (the message lists them)."""
+    def check(value):
+        if value not in choices:
+            raise problem(f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+    return AfterValidator(check)
+
+
 def named(what: str) -> AfterValidator:
     """A check that a stage or source name can be a folder name."""
     def check(value: str) -> str:

@@ -19,7 +19,7 @@ from pydantic import BeforeValidator, Field, StrictBool, StrictInt, StrictStr, f
 from colossal_llama.config import PretrainDataConfig, SftDataConfig, field_types
 from colossal_llama.errors import ConfigError
 from colossal_llama.stages.recipe_checks import (Folder, ModelDir, Number, Path, Paths, Problems, SourceKey, SourceRef,
-                                                 Spec, Weight, check_settings, named, one_or_many, problem)
+                                                 Spec, Weight, check_settings, named, one_of, one_or_many, problem)
 from colossal_llama.training.config import TrainConfig
 
 LAUNCHERS = ("colossalai", "torchrun", "python")
@@ -42,9 +42,9 @@ EXPAND_KEYS = {"pieces": "expand_tokens_file", "from_spm": "expand_from_spm", "l
 
 
 class Launcher(Spec):
-    """How train.py is started (`launcher:`); flags of `python -m colossal_llama.stages` override it."""
+    """How the trainer is started (`launcher:`); flags of `python -m colossal_llama.stages` override it."""
 
-    command: StrictStr | None = "colossalai"
+    command: Annotated[StrictStr, one_of(LAUNCHERS)] | None = "colossalai"
     """colossalai (colossalai run), torchrun, or python (one process on this machine)."""
     nproc_per_node: StrictInt | None = 1
     """Processes per node."""
@@ -59,13 +59,6 @@ class Launcher(Spec):
     @classmethod
     def _empty_is_none(cls, value):
         return value or None
-
-    @field_validator("command")
-    @classmethod
-    def _known_launcher(cls, value):
-        if value not in LAUNCHERS:
-            raise problem(f"must be one of {', '.join(LAUNCHERS)}, got {value!r}")
-        return value
 
     @model_validator(mode="after")
     def _python_is_one_process(self):
@@ -84,17 +77,10 @@ class SourceSpec(Spec):
     """Input files or folders (files of one source are read in the given order)."""
     prepared: Folder | None = None
     """A folder already written by prepare_*_dataset.py (its manifest.json and arrow/ parts)."""
-    kind: StrictStr = "pretrain"
+    kind: Annotated[StrictStr, one_of(KINDS)] = "pretrain"
     """`pretrain` ({source, target, category} records) or `sft` (conversations)."""
     prepare: dict[str, Any] | None = Field(None, validate_default=True)
     """Preparation settings (prepare_*_dataset.py flags), over the recipe's `prepare:`."""
-
-    @field_validator("kind")
-    @classmethod
-    def _known_kind(cls, value):
-        if value not in KINDS:
-            raise problem(f"must be one of {', '.join(KINDS)}, got {value!r}")
-        return value
 
     @field_validator("prepare")
     @classmethod
@@ -216,7 +202,7 @@ class StageSpec(Spec):
     """Sources to evaluate on (loss per category)."""
     buckets: StrictInt = 4
     """Buckets the stage's mixture is written into."""
-    freeze: StrictStr = "none"
+    freeze: Annotated[StrictStr, one_of(FREEZE)] = "none"
     """none, embeddings (train only the embeddings) or new_rows (only the rows `expand` added)."""
     train: dict[str, Any] | None = Field(None, validate_default=True)
     """train.py settings, over the recipe's `defaults:`."""
@@ -254,8 +240,6 @@ class StageSpec(Spec):
     @field_validator("freeze")
     @classmethod
     def _freeze(cls, value, info):
-        if value not in FREEZE:
-            raise problem(f"must be one of {', '.join(FREEZE)}, got {value!r}")
         start = info.data.get("start")
         if value == "new_rows" and start is not None and start.expand is None:
             raise problem("new_rows needs a stage that starts with `expand` (the new rows are its tokens)")

@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from colossal_llama.errors import ConfigError, exit_status
+from colossal_llama.outputs import replace_file
 
 
 def read_scalars(log_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -167,8 +168,7 @@ def write_report(run_dir: str) -> str:
         with open(notes, encoding="utf-8") as f:
             lines += [f.read().rstrip(), ""]
     path = os.path.join(run_dir, "report.md")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
+    replace_file(path, "\n".join(lines))
     return path
 
 

@@ -1,5 +1,6 @@
 """Learning-rate schedule, the plugin table, and the loss arithmetic."""
 
+import contextlib
 import math
 
 import pytest
@@ -169,3 +170,31 @@ def test_pipeline_eval_loss_is_not_floored(rows, microbatch_size):
     assert pipeline_loss_sum(reported, rows, microbatch_size) == pytest.approx(sum(row_sums), rel=1e-12)
     old = reported * rows // microbatch_size  # the former formula floored the sum
     assert old != pytest.approx(sum(row_sums), rel=1e-12)
+
+
+def test_a_short_evaluation_batch_leaves_the_pipeline_schedule_as_training_had_it():
+    """ColossalAI's 1F1B schedule keeps the last batch's size; a short forward-only batch would make the next
+    training step fail its `last_batch_size == batch_size` assert, unless the state is put back."""
+    from types import SimpleNamespace
+
+    from colossalai.pipeline.schedule.one_f_one_b import OneForwardOneBackwardSchedule
+
+    from colossal_llama.training.steps import training_schedule_kept
+
+    def load(schedule, rows: int, forward_only: bool):
+        schedule.forward_only = forward_only
+        schedule.load_batch(iter([{"input_ids": torch.zeros(rows, 3)}]))
+
+    def short_eval_then_train(keep: bool):
+        schedule = OneForwardOneBackwardSchedule(SimpleNamespace(num_stages=2), microbatch_size=2)
+        schedule.comm = None
+        load(schedule, 4, forward_only=False)  # a training batch: 2 micro-batches of 2
+        with training_schedule_kept(SimpleNamespace(plugin=SimpleNamespace(scheduler=schedule))) if keep \
+                else contextlib.nullcontext():
+            load(schedule, 3, forward_only=True)  # the last evaluation batch, one row short
+        load(schedule, 4, forward_only=False)
+        return schedule.num_microbatches
+
+    with pytest.raises(AssertionError):
+        short_eval_then_train(keep=False)
+    assert short_eval_then_train(keep=True) == 2

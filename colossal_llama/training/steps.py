@@ -14,7 +14,7 @@ the evaluation data. Every loss comes from `loss.row_losses`.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -192,6 +192,29 @@ def pipeline_eval_batch(run: Run, batch: dict, totals: CategoryTotals) -> tuple[
     return loss, label_tokens(batch["labels"])
 
 
+# what ColossalAI's pipeline schedules remember of the last batch (1F1B: num_microbatches, interleaved:
+# num_microbatch); a forward-only pass sets them from its own batch
+SCHEDULE_STATE = ("num_microbatches", "num_microbatch", "last_batch_size", "enable_metadata_cache")
+
+
+@contextmanager
+def training_schedule_kept(booster):
+    """Evaluation through the pipeline leaves the schedule as training had it.
+
+    A forward-only pass over a short last evaluation batch (fewer rows than
+    --batch_size) sets the schedule's micro-batch count and last batch size
+    from that batch, and the next training step would then fail ColossalAI's
+    `last_batch_size == batch_size` assert (colossalai 0.5.0,
+    `one_f_one_b.load_batch`)."""
+    schedule = getattr(getattr(booster, "plugin", None), "scheduler", None)
+    kept = {name: getattr(schedule, name) for name in SCHEDULE_STATE if hasattr(schedule, name)}
+    try:
+        yield
+    finally:
+        for name, value in kept.items():
+            setattr(schedule, name, value)
+
+
 @torch.no_grad()
 def evaluate(run: Run) -> tuple[float, dict]:
     """Mean loss over every label token of the evaluation data (all ranks), and per category."""
@@ -201,10 +224,11 @@ def evaluate(run: Run) -> tuple[float, dict]:
     totals = CategoryTotals(run.evaluation.categories)
     local = [0.0, 0.0]
     run.evaluation.sampler.set_epoch(0, 0)
-    for batch in run.evaluation.loader:
-        loss, tokens = step(run, batch, totals)
-        local[0] += loss
-        local[1] += tokens
+    with training_schedule_kept(run.booster) if pipelined else nullcontext():
+        for batch in run.evaluation.loader:
+            loss, tokens = step(run, batch, totals)
+            local[0] += loss
+            local[1] += tokens
     run.model.train()
     if pipelined:
         # summed over all ranks: each stage counted the tokens, the loss came from the last one (tp ranks

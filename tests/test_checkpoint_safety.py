@@ -146,6 +146,21 @@ def test_a_flipped_byte_is_refused(name, capsys, tiny_model_dir, pretrain_parts,
     assert f"{name} does not match its hash in files.json (changed or corrupt)" in err, err[-2000:]
 
 
+def test_weights_only_checks_what_it_loads(checkpoint, tmp_path):
+    """A damaged optimizer state does not stop a new stage from the weights; a damaged weight file does."""
+    from colossal_llama.errors import ConfigError
+    from colossal_llama.training.resume import read_checkpoint_info
+
+    folder = shutil.copytree(checkpoint, str(tmp_path / "flipped"))
+    flip_byte(os.path.join(folder, "optimizer.pt"))
+    with pytest.raises(ConfigError, match="optimizer.pt does not match its hash"):
+        read_checkpoint_info(folder)
+    assert read_checkpoint_info(folder, weights_only=True)["state"]["step"] == 1
+    flip_byte(os.path.join(folder, "model", "model-00001.safetensors"))
+    with pytest.raises(ConfigError, match="model/model-00001.safetensors does not match its hash"):
+        read_checkpoint_info(folder, weights_only=True)
+
+
 def test_files_json_records_every_file_with_its_hash(checkpoint):
     from colossal_llama.training.state_files import hash_file
 

@@ -117,7 +117,9 @@ def resolve_checkpoint(path: str | None, save_dir: str) -> str | None:
 def read_checkpoint_info(folder: str, weights_only: bool = False) -> dict:
     """state.json of a complete checkpoint whose files all match files.json (sizes, then hashes).
 
-    `weights_only` also accepts an older checkpoint whose files.json has sizes only (checked).
+    `weights_only` checks only what a weights-only load reads (model/ and state.json: the optimizer state,
+    twice the model's size under Adam, is neither hashed nor needed), and also accepts an older checkpoint
+    whose files.json has sizes only (checked).
 
     Raises:
         ConfigError: a missing folder, a partial checkpoint, a missing, truncated or changed file, a .json or
@@ -130,6 +132,8 @@ def read_checkpoint_info(folder: str, weights_only: bool = False) -> dict:
         raise ConfigError(f"--load_checkpoint {folder}: not a complete checkpoint (no files.json: the save did not "
                           "finish); load the previous one")
     expected = _read_json(folder, "files.json")
+    if weights_only and isinstance(expected, dict):
+        expected = {name: entry for name, entry in expected.items() if name == "state.json" or name.startswith("model/")}
     verify_files(folder, expected, f"--load_checkpoint {folder}", sizes_only_ok=weights_only)
     check_formats(folder, expected, f"--load_checkpoint {folder}")
     return _read_json(folder, "state.json")

@@ -47,7 +47,8 @@ setup(
     extras_require={
         # the wheel test builds the package without build isolation (no download): setuptools and its
         # bdist_wheel must be importable; wheel < 0.46 still holds bdist_wheel for setuptools < 70.1
-        "test": ["pytest>=8", "setuptools>=61", "wheel>=0.42,<0.46"],
+        # (and the suite runs the benchmarks on the bundled data: psutil)
+        "test": ["pytest>=8", "setuptools>=61", "wheel>=0.42,<0.46", "psutil>=5.9"],
         "bench": ["psutil>=5.9"],  # benchmarks/: peak memory of the runs
     },
     # a literal list: tests/test_help.py reads it from this file without running it

@@ -28,6 +28,7 @@ from colossal_llama.errors import ConfigError
 
 ON_ERROR_CHOICES = ("raise", "skip")
 ENCODER_CHOICES = ("auto", "hf")
+ENGINE_CHOICES = ("local", "ray")
 
 
 @dataclass
@@ -75,6 +76,15 @@ class DataConfig:
     chunk_bytes: int = 8 << 20
     """Upper bound of the size of one map-step input chunk (bounds worker memory)."""
 
+    engine: str = "local"
+    """Where the tasks run: `local` (--num_workers processes of this machine) or `ray` (the Ray cluster at
+    --ray_address; every node must see the input files and the output folder's parent). Both write the
+    same bytes."""
+
+    ray_address: str = "auto"
+    """With --engine ray: the cluster to join (`auto`: the one running on this machine, else a local one
+    started for this run with --num_workers cores; or `HOST:PORT` of its head node)."""
+
     encoder: str = "auto"
     """How token ids are computed. `auto`: the fastest way that gives the HF tokenizer's ids (for LLaMA-2
     style SentencePiece tokenizers, `sentencepiece` itself, 1.7x faster, after its ids are compared with
@@ -96,6 +106,10 @@ class DataConfig:
             raise ConfigError(f"--on_error must be one of {ON_ERROR_CHOICES}, got {self.on_error!r}")
         if self.max_record_bytes < 1:
             raise ConfigError(f"--max_record_bytes must be positive, got {self.max_record_bytes}")
+        if self.engine not in ENGINE_CHOICES:
+            raise ConfigError(f"--engine must be one of {ENGINE_CHOICES}, got {self.engine!r}")
+        if self.ray_address != "auto" and self.engine != "ray":
+            raise ConfigError("--ray_address needs --engine ray")
         if self.encoder not in ENCODER_CHOICES:
             raise ConfigError(f"--encoder must be one of {ENCODER_CHOICES}, got {self.encoder!r}")
         if self.chunk_bytes < 1:
@@ -278,7 +292,8 @@ def parser_for(cls, prog: str, description: str, **options) -> argparse.Argument
 
 # what both prepare commands take differently from the generated flags
 _DATA_FLAGS = dict(
-    choices={"on_error": ON_ERROR_CHOICES, "encoder": ENCODER_CHOICES, "llama_version": LLAMA_VERSIONS},
+    choices={"on_error": ON_ERROR_CHOICES, "encoder": ENCODER_CHOICES, "engine": ENGINE_CHOICES,
+             "llama_version": LLAMA_VERSIONS},
     exclude=("chunk_bytes",),  # a memory bound for tests and benchmarks, not a flag of the old scripts
     # the old scripts' syntax: one comma-separated string (`__post_init__` splits it)
     overrides={"data_input_dirs": {"nargs": None,

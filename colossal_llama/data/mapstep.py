@@ -1,8 +1,8 @@
 """The map step: one input chunk -> tokenized documents spilled to disk.
 
 Each chunk is independent (it needs only the chunk, the encoder and the
-record kind), so chunks run in a process pool here and could run on other
-machines under a distributed engine; the reduce step (packing and binning per
+record kind), so chunks run as tasks of an engine (engine.py: this machine's
+processes, or a Ray cluster); the reduce step (packing and binning per
 category) only reads the spill files.
 
 Spill files of chunk i, under the spill folder:
@@ -17,25 +17,21 @@ Spill files of chunk i, under the spill folder:
                            with `record_truncated: true` and `record_bytes`
 
 Memory per worker is bounded by one chunk of input plus one batch of tokens.
-Workers need only numpy and `tokenizers` or `sentencepiece` (see `worker_pool`).
+Workers need only numpy and `tokenizers` or `sentencepiece`.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
-import sys
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from colossal_llama.data.records import InputChunk, is_valid_text, iter_chunk_lines
 from colossal_llama.data.tokenize import IGNORE_INDEX
-from colossal_llama.errors import BadRecord, WorkerDied
+from colossal_llama.errors import BadRecord
 from colossal_llama.jsonl import OversizedLine, decode_json_line
 
 
@@ -92,47 +88,6 @@ def preload_encoder(spec, encoder) -> None:
 def release_encoder(spec) -> None:
     """Drop this process's encoder for `spec` (a finished run must not keep it alive)."""
     _ENCODERS.pop(spec, None)
-
-
-def _init_worker() -> None:
-    # One single-threaded process per core: the map step's Python work (JSON, numpy, spill) only
-    # parallelizes across processes. Measured on 2 cores, the map step over the 10x pretrain corpus
-    # (M tokens/s, wall): byte-level BPE (32k, LLaMA-3 split regex) 2 processes 1.57-1.65, 2 processes
-    # with Rayon threads 1.53, 1 process with Rayon threads 1.32-1.38, 1 process alone 0.80; LLaMA-2
-    # `fast` 4.51, 4.67 and 3.79. Batch sizes of 256 to 16,384 lines change nothing (1.57-1.59).
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-
-
-def worker_pool(workers: int) -> ProcessPoolExecutor | None:
-    """A process pool (or None for in-process work), its workers already started.
-
-    On Linux the workers are forked: they inherit the imported modules and a
-    preloaded encoder (spawned workers spend ~0.4 s each re-importing and
-    re-reading the tokenizer, 10% of a whole run on the benchmark). Forking is
-    safe here: the parent has only encoded single strings, and the
-    `tokenizers` library disables its thread pool in a child forked after the
-    parent used it; the workers are started at once, before the parent starts
-    any thread of its own (progress bars). Elsewhere they are spawned.
-
-    A ProcessPoolExecutor rather than multiprocessing.Pool: when a worker is
-    killed, the executor raises instead of waiting for it forever.
-    """
-    if workers <= 1:
-        return None
-    method = "fork" if sys.platform.startswith("linux") else "spawn"
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_init_worker)
-    # set while forking: `tokenizers` then neither warns nor starts threads in the
-    # children, even if the parent's single-string encodes touched its thread pool
-    previous = os.environ.get("TOKENIZERS_PARALLELISM")
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    try:
-        pool.submit(os.getpid).result()  # with fork, the first task starts every worker
-    finally:
-        if previous is None:
-            del os.environ["TOKENIZERS_PARALLELISM"]
-        else:
-            os.environ["TOKENIZERS_PARALLELISM"] = previous
-    return pool
 
 
 class _ChunkSpill:
@@ -235,39 +190,25 @@ def map_chunk(chunk: InputChunk, settings: MapSettings) -> ChunkResult:
     return result
 
 
-def run_map(chunks: list[InputChunk], settings: MapSettings, pool: ProcessPoolExecutor | None = None,
-            on_done=None, meanwhile=None) -> list[ChunkResult]:
-    """Run `map_chunk` over all chunks, in `pool` or in this process; results in chunk order.
+def run_map(chunks: list[InputChunk], settings: MapSettings, engine, on_done=None, meanwhile=None) -> list[ChunkResult]:
+    """Run `map_chunk` over all chunks on `engine` (engine.py); results in chunk order.
 
     Args:
-        pool: from `worker_pool`, or None.
-        on_done: called with each finished chunk (progress reporting).
+        on_done: called with each finished chunk's result (progress reporting).
         meanwhile: work for the parent while the workers tokenize (it would
-            otherwise wait idle); run after the map when there is no pool.
+            otherwise wait idle); run after the map when the engine works in this process.
     Raises:
         ChunkBadRecord: a bad record in `raise` mode (chunks not started yet are cancelled).
-        WorkerDied: a worker process was killed.
+        WorkerDied: a worker process died (and, under Ray, its retries too).
     """
-    if pool is None:
-        results = (map_chunk(chunk, settings) for chunk in chunks)
-    else:
-        futures = [pool.submit(map_chunk, chunk, settings) for chunk in chunks]
-        results = (future.result() for future in as_completed(futures))
-        if meanwhile:
-            meanwhile()
+    tasks = engine.start(map_chunk, chunks, settings)
+    if meanwhile and not engine.in_process:
+        meanwhile()
     done = []
-    try:
-        for result in results:
-            done.append(result)
-            if on_done:
-                on_done(chunks[result.index])
-    except BrokenProcessPool as exc:
-        raise WorkerDied("a data preparation worker died (out of memory?); "
-                         "try fewer --num_workers") from exc
-    finally:
-        if pool is not None:
-            for future in futures:
-                future.cancel()
-    if pool is None and meanwhile:
+    for _, result in tasks:
+        done.append(result)
+        if on_done:
+            on_done(result)
+    if meanwhile and engine.in_process:
         meanwhile()
     return sorted(done, key=lambda r: r.index)

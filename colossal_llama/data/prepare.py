@@ -24,7 +24,9 @@ from colossal_llama.config import DataConfig
 from colossal_llama.data.buckets import plan_rows, write_buckets
 from colossal_llama.data.encoder_check import check_encoder_on_input
 from colossal_llama.data.manifest import build_manifest, count_per_input, input_files, summary_table, write_manifest
-from colossal_llama.data.mapstep import (ChunkBadRecord, MapSettings, preload_encoder, release_encoder, run_map, spill_path, worker_pool)
+from colossal_llama.data.engine import open_engine
+from colossal_llama.data.mapstep import (ChunkBadRecord, MapSettings, preload_encoder, release_encoder, run_map,
+                                         spill_path)
 from colossal_llama.data.records import count_lines_before, discover_input_files, plan_chunks
 from colossal_llama.data.spill import SpillReader, load_doc_table
 from colossal_llama.errors import DataError, TokenizerError, WorkerDied, exit_status
@@ -46,11 +48,19 @@ def plan_input_chunks(paths: list[str], config: DataConfig) -> list:
     return plan_chunks(paths, max(MIN_CHUNK_BYTES, min(config.chunk_bytes, total // (4 * config.num_workers) + 1)))
 
 
-def map_inputs(chunks, settings: MapSettings, pool, meanwhile=None) -> list:
-    sizes = {c.index: (os.path.getsize(c.path) if c.end is None else c.end - c.start) for c in chunks}
-    bar = tqdm(total=sum(sizes.values()), unit="B", unit_scale=True, desc="tokenize", file=sys.stderr, mininterval=0.5)
+def map_inputs(chunks, settings: MapSettings, engine, meanwhile=None) -> list:
+    """The map step on `engine`, with one progress bar over the chunks showing tokens per second."""
+    bar = tqdm(total=len(chunks), unit="chunk", desc="tokenize", file=sys.stderr, mininterval=0.5)
+    tokens, started = 0, time.perf_counter()
+
+    def done(result) -> None:
+        nonlocal tokens
+        tokens += result.tokens
+        bar.set_postfix_str(f"{tokens / max(time.perf_counter() - started, 1e-9):,.0f} tokens/s", refresh=False)
+        bar.update(1)
+
     try:
-        return run_map(chunks, settings, pool, on_done=lambda c: bar.update(sizes[c.index]), meanwhile=meanwhile)
+        return run_map(chunks, settings, engine, on_done=done, meanwhile=meanwhile)
     except ChunkBadRecord as bad:
         line = count_lines_before(bad.path, bad.chunk_start) + bad.local_line
         raise DataError(f"{bad.path}:{line}: {bad.message} (use --on_error skip to skip bad records)") from None
@@ -90,7 +100,7 @@ def merge_rejected(spill: str, chunks, results, out_path: str) -> None:
                     out.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
 
-def _prepare_into(tmp: str, paths: list[str], chunks, pool, info, config, kind, job, tokenizer) -> dict:
+def _prepare_into(tmp: str, paths: list[str], chunks, engine, info, config, kind, job, tokenizer) -> dict:
     """Map, reduce and write into `tmp`; returns the manifest.
 
     The job's extra outputs (`job.finish`) and the hashing of the inputs are
@@ -106,9 +116,8 @@ def _prepare_into(tmp: str, paths: list[str], chunks, pool, info, config, kind, 
         extra["inputs"] = input_files(paths)
         extra["manifest"] = job.finish(tmp, tokenizer, kind)
 
-    results = map_inputs(chunks, settings, pool, meanwhile)
-    if pool is not None:  # done with the workers: their memory is not held through packing and writing
-        pool.shutdown(wait=True)
+    results = map_inputs(chunks, settings, engine, meanwhile)
+    engine.stop_workers()  # local: their memory is not held through packing and writing
     mapped = time.perf_counter()
     empty = check_empty_files(paths, chunks, results, config.on_error)
     table = load_doc_table(spill, results)
@@ -125,7 +134,8 @@ def _prepare_into(tmp: str, paths: list[str], chunks, pool, info, config, kind, 
     # what the rows depend on: not the paths, the workers or the chunking, which never change them
     settings_that_matter = {k: v for k, v in config.to_dict().items()
                             if k not in ("data_input_dirs", "data_output_dirs", "tokenizer_dir", "num_workers",
-                                         "chunk_bytes", "overwrite", "on_error", "recursive", "encoder")}
+                                         "chunk_bytes", "overwrite", "on_error", "recursive", "encoder", "engine",
+                                         "ray_address")}
     if settings_that_matter.get("pack_within_category"):  # the rows made before the flag existed: same identity
         del settings_that_matter["pack_within_category"]
     identity = json.dumps([job.name, info.fingerprint, [i["sha256"] for i in inputs], settings_that_matter],
@@ -185,15 +195,15 @@ def prepare_dataset(config: DataConfig, job) -> dict:
             preload_encoder(info.encoder, FastEncoder(backend=tokenizer.backend_tokenizer))
         elif info.encoder.kind == "sentencepiece":
             preload_encoder(info.encoder, info.encoder.build())
-        pool = worker_pool(min(config.num_workers, len(chunks)))
+        engine = open_engine(config.engine, min(config.num_workers, len(chunks)), config.ray_address)
         try:
+            engine.check_paths(paths + [os.path.join(tmp, "_spill")])
             log(f"{len(paths)} input file(s) in {len(chunks)} chunk(s); tokenizer {info.class_name}, "
-                f"vocab {info.vocab_size}; encoder {info.encoder.kind}: {info.encoder_reason}")
-            manifest = _prepare_into(tmp, paths, chunks, pool, info, config, kind, job, tokenizer)
+                f"vocab {info.vocab_size}; encoder {info.encoder.kind}: {info.encoder_reason}; engine {engine.name}")
+            manifest = _prepare_into(tmp, paths, chunks, engine, info, config, kind, job, tokenizer)
         finally:
             release_encoder(info.encoder)
-            if pool is not None:  # stopped before the clean-up, so no worker writes into tmp any more
-                pool.shutdown(wait=True, cancel_futures=True)
+            engine.close()  # before the clean-up, so no worker writes into tmp any more
         write_manifest(tmp, manifest)
     return manifest
 

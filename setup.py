@@ -64,6 +64,7 @@ setup(
             "colossal-llama-report=colossal_llama.stages.report:main",
             "colossal-llama-generate=colossal_llama.inference.generate:main",
             "colossal-llama-chat=colossal_llama.inference.chat:main",
+            "colossal-llama-evaluate=colossal_llama.evaluate.__main__:main",
         ]
     },
 )

@@ -1,11 +1,13 @@
-"""Helpers shared by the benchmark scripts: corpus copies, the LLaMA-2 tokenizer, timed runs."""
+"""Helpers shared by the benchmark scripts: corpus copies, the LLaMA-2 tokenizer, timed runs, a local Ray cluster."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import filecmp
 import os
 import re
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -100,13 +102,37 @@ def scratch_corpus(args, prefix: str) -> tuple[str, int, str]:
 
 
 def prepare_command(script: str, corpus: str, tokenizer_dir: str, out: str, args, *flags: str) -> list[str]:
-    """The command line of one preparation run (`script` at the repository root) over `corpus` into `out`."""
+    """The command line of one preparation run (`script` at the repository root) over `corpus` into `out`; on the
+    Ray cluster at `args.ray_address` with `--engine ray` (flags given later win)."""
+    engine = ["--engine", "ray", "--ray_address", args.ray_address] if args.engine == "ray" else []
     return [sys.executable, os.path.join(REPO, script), "--data_input_dirs", corpus, "--tokenizer_dir", tokenizer_dir,
             "--data_output_dirs", out, "--max_length", str(args.max_length), "--num_workers", str(args.num_workers),
-            "--overwrite", *flags]
+            "--overwrite", *engine, *flags]
 
 
-def interleaved_runs(ours: list[str], theirs: list[str] | None, runs: int, their_runs: int) -> tuple[list[Run], list[Run]]:
+@contextlib.contextmanager
+def local_ray_cluster(cpus: int):
+    """A Ray cluster of `cpus` CPUs on this machine, owned by this process (stopped with it): yields its
+    HOST:PORT and the seconds it took to start (what `--ray_address auto` adds to a run when no cluster runs).
+
+    Its token is this process's own (RAY_AUTH_TOKEN, inherited by the runs; one per process, as Ray reads it
+    once), so ~/.ray/auth_token is neither read nor written.
+    """
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
+    import ray
+
+    start = time.perf_counter()
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             _node_ip_address="127.0.0.1")
+    try:
+        yield ray.get_runtime_context().gcs_address, time.perf_counter() - start
+    finally:
+        ray.shutdown()
+
+
+def interleaved_runs(ours: list[str], theirs: list[str] | None, runs: int,
+                     their_runs: int) -> tuple[list[Run], list[Run]]:
     """Run `ours` `runs` times and `theirs` `their_runs` times, alternating, so that both see the same machine
     load (a background job slows both alike instead of one)."""
     mine, other = [], []
@@ -174,4 +200,9 @@ def benchmark_parser(doc: str, corpus: str, max_length: int) -> argparse.Argumen
     p.add_argument("--hf_runs", type=int, default=1,
                    help="timed runs with --encoder hf, interleaved with the others; the shards must be identical "
                    "(0: none)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="where the runs' tasks run (the commands' --engine); ray needs a network namespace holding "
+                   "only loopback on a machine whose tests keep to 127.0.0.0/8 (see prepare_pretrain.py)")
+    p.add_argument("--ray_address", default="auto",
+                   help="with --engine ray: the cluster the runs join (HOST:PORT, or `auto`)")
     return p

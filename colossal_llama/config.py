@@ -29,6 +29,9 @@ from colossal_llama.errors import ConfigError
 ON_ERROR_CHOICES = ("raise", "skip")
 ENCODER_CHOICES = ("auto", "hf")
 ENGINE_CHOICES = ("local", "ray")
+HOW_IT_RUNS = ("num_workers", "chunk_bytes", "encoder", "engine", "ray_address", "overwrite")
+"""Preparation settings that never change a byte of the output (where and how the work runs; `encoder`
+is only chosen when its ids equal the HF tokenizer's): left out of the parts' identity and of cache keys."""
 
 
 @dataclass

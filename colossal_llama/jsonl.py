@@ -138,6 +138,9 @@ def decode_text_line(line: bytes, first_in_file: bool = False) -> str:
     return text
 
 
+_raw_decode = json.JSONDecoder().raw_decode
+
+
 def decode_json_line(line: bytes, first_in_file: bool = False) -> dict:
     """bytes of one line -> the JSON object it holds.
 
@@ -145,6 +148,14 @@ def decode_json_line(line: bytes, first_in_file: bool = False) -> dict:
         BadRecord: invalid UTF-8, invalid JSON, nesting too deep to decode, or not an object.
     """
     text = decode_text_line(line, first_in_file)
+    if text.startswith("{"):  # the usual line: decoded by the scanner alone (json.loads adds 2 regex matches)
+        try:
+            obj, end = _raw_decode(text)
+        except (ValueError, RecursionError):
+            pass  # json.loads below raises the error with its message
+        else:
+            if end == len(text):
+                return obj
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:

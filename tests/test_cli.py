@@ -104,7 +104,8 @@ def test_train_without_a_model_is_refused():
 
 
 def test_demo_runs(tmp_path):
-    """`make demo`'s job: the whole recipe, the knowledge check moving the right way, plots, report, a chat."""
+    """`make demo`'s job: the whole recipe, the knowledge check moving the right way, the quiz evaluated before and
+    after every stage, plots, report, a chat."""
     done = subprocess.run([sys.executable, "applications/quickstart/demo.py", "--run_dir", str(tmp_path)], cwd=REPO,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -124,9 +125,21 @@ def test_demo_runs(tmp_path):
     for category in ("fact_en", "fact_zh"):
         assert probes["replay"][category]["nats_per_char"] < probes["pretrain"][category]["nats_per_char"]
     assert out.count("assistant> ") == 2
+    benchmarks = json.loads((tmp_path / "benchmarks.json").read_text())  # the quiz: a tiny model may stay near chance
+    assert list(benchmarks) == ["start", "pretrain", "embeddings", "injection", "replay", "sft"]
+    for summary in benchmarks.values():
+        assert summary["overall"]["questions"] == 70 and summary["chance"] == 0.25
+        assert {os.path.basename(f): s["questions"] for f, s in summary["files"].items()} == {"quiz_en.jsonl": 35,
+                                                                                            "quiz_zh.jsonl": 35}
+        for scores in [summary["overall"], *summary["files"].values(), *summary["subjects"].values()]:
+            assert all(0 <= scores[m] <= 1 for m in ("acc", "acc_norm", "acc_letter"))
+        assert len(json.loads((tmp_path / summary["results"]).read_text())["questions"]) == 70
+    assert "Accuracy on the held-out multiple-choice quiz (70 questions" in out
     report = (tmp_path / "report.md").read_text()
     assert "![loss per stage](plots/loss.png)" in report and "## Knowledge check" in report
-    for png in ("loss.png", "category_loss.png"):
+    assert "## Benchmarks" in report and "| start | 70 | " in report and "| sft | 70 | " in report
+    assert "| after injection + replay | " in report  # the demo's quiz table, from notes.md
+    for png in ("loss.png", "category_loss.png", "benchmarks.png"):
         assert (tmp_path / "plots" / png).read_bytes()[:4] == b"\x89PNG"
     tokenizer = json.loads((tmp_path / "stages" / "05-sft" / "model" / "tokenizer_config.json").read_text())
     assert "Assistant: " in tokenizer["chat_template"]  # the export carries the SFT data's template
@@ -165,10 +178,31 @@ def test_sample_data_regenerates_identically(tmp_path, script, folder):
     assert sorted(os.listdir(out)) == names
     for name in names:
         assert (out / name).read_bytes() == open(os.path.join(folder, name), "rb").read(), name
-    if script == "make_sample_data.py":  # the held-out probes are written beside the corpus
-        probes = os.path.join(os.path.dirname(folder), "probes")
-        for name in sorted(os.listdir(probes)):
-            assert (tmp_path / "probes" / name).read_bytes() == open(os.path.join(probes, name), "rb").read(), name
+    if script == "make_sample_data.py":  # the held-out probes and the quiz are written beside the corpus
+        for held_out in ("probes", "quiz"):
+            shipped = os.path.join(os.path.dirname(folder), held_out)
+            names = sorted(os.listdir(shipped))
+            assert names and sorted(os.listdir(tmp_path / held_out)) == names
+            for name in names:
+                assert (tmp_path / held_out / name).read_bytes() == open(os.path.join(shipped, name), "rb").read(), name
+
+
+def test_sample_quiz_is_held_out_and_parallel():
+    """The bundled quiz: questions the training Q&A never asks (in either language), four distinct choices, the
+    English and Chinese files asking the same facts with the right answer at the same letter."""
+    from helpers import read_jsonl
+
+    quiz = os.path.join(os.path.dirname(SAMPLE_PRETRAIN), "quiz")
+    en, zh = (read_jsonl(os.path.join(quiz, f"quiz_{lang}.jsonl")) for lang in ("en", "zh"))
+    assert 30 <= len(en) == len(zh) <= 60
+    trained = {r["source"] for r in sample_records()} | {r["target"] for r in sample_records()}
+    for a, b in zip(en, zh):
+        assert a["answer"] == b["answer"] in "ABCD" and a["subject"] == b["subject"]
+        for r in (a, b):
+            assert set(r) == {"question", "choices", "answer", "subject"} and len(set(r["choices"])) == 4
+            assert r["question"] not in trained
+    assert re.search(r"[\u4e00-\u9fff]", zh[0]["question"]) and en[0]["question"].isascii()
+    assert len({r["answer"] for r in en}) == 4  # the right answer is not always at one letter
 
 
 def test_sample_corpus_shape():

@@ -181,3 +181,20 @@ def test_every_real_text_gets_the_hf_ids(tmp_path):
     assert first_difference(encoder, reference, texts, frozenset({0, 1, 2})) is None
     assert np.array_equal(np.concatenate([np.asarray(x) for x in encoder.encode_batch(texts)]),
                           np.concatenate([np.asarray(x) for x in reference.encode_batch(texts)]))
+
+
+def test_flat_ids_with_and_without_numpy_output_of_sentencepiece(sp_tokenizer_dir, tmp_path):
+    """`encode_flat` (what tokenize.py uses) is `encode_batch` back to back, whether sentencepiece hands the
+    ids over as numpy buffers (>= 0.2.1) or as lists; for every prefix setting and lstrip/rstrip tokens."""
+    texts = [r["source"] + r["target"] for r in sample_records()[:40]] + EDGE_TEXTS
+    cases = [v for t in texts for v in (t, "<s>" + t + "</s>", t + "</s>" + t)]
+    for name, (tok, _) in _variants(sp_tokenizer_dir).items():
+        _, encoder = _sentencepiece(tok, sp_tokenizer_dir, tmp_path)
+        expected = tok(cases, add_special_tokens=False)["input_ids"]
+        for numpy_out in (True, False):
+            encoder._numpy_out = numpy_out
+            flat, lengths = encoder.encode_flat(cases)
+            assert flat.dtype == np.int32 and lengths.dtype == np.int64, name
+            assert lengths.tolist() == [len(e) for e in expected], (name, numpy_out)
+            assert flat.tolist() == [i for e in expected for i in e], (name, numpy_out)
+        assert encoder.encode_flat([])[0].shape == (0,) and encoder.encode_flat([""])[1].tolist() == [0]

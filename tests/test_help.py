@@ -72,7 +72,8 @@ COMMANDS = {"prepare-pretrain": "colossal_llama.data.pretrain", "prepare-sft": "
             "inspect": "colossal_llama.data.inspect_rows", "init-tokenizer": "colossal_llama.tokenizer.init_tokenizer",
             "init-model": "colossal_llama.model.init_model", "train": "colossal_llama.training.cli",
             "run-recipe": "colossal_llama.stages.__main__", "report": "colossal_llama.stages.report",
-            "generate": "colossal_llama.inference.generate", "chat": "colossal_llama.inference.chat"}
+            "generate": "colossal_llama.inference.generate", "chat": "colossal_llama.inference.chat",
+            "evaluate": "colossal_llama.evaluate.__main__"}
 
 
 def test_every_command_of_the_brief_is_found():
@@ -84,7 +85,7 @@ def test_every_command_of_the_brief_is_found():
         assert script.replace("/", os.sep) in SCRIPTS, script
     for module in ["colossal_llama.stages", "colossal_llama.stages.report", "colossal_llama.model.init_model",
                    "colossal_llama.tokenizer.init_tokenizer", "colossal_llama.training",
-                   "colossal_llama.inference.generate", "colossal_llama.inference.chat"]:
+                   "colossal_llama.inference.generate", "colossal_llama.inference.chat", "colossal_llama.evaluate"]:
         assert module in MODULES, module
     assert set(console_scripts()) == {f"colossal-llama-{verb}" for verb in COMMANDS}
 

@@ -1,10 +1,12 @@
 """Packing and binning: exact results on small inputs, invariants on random ones."""
 
+import os
+
 import numpy as np
 import pytest
 
 from colossal_llama.data.buckets import assign_bins
-from colossal_llama.data.packing import _RoomIndex, best_fit_decreasing, split_documents
+from colossal_llama.data.packing import Rows, _RoomIndex, best_fit_decreasing, concatenated_ranges, split_documents
 
 
 def test_split_documents_exact():
@@ -15,14 +17,16 @@ def test_split_documents_exact():
 
 
 def test_best_fit_decreasing_docstring_example():
-    assert best_fit_decreasing(np.array([7, 5, 4, 3, 1]), 8) == [[0, 4], [1, 3], [2]]
+    rows = best_fit_decreasing(np.array([7, 5, 4, 3, 1]), 8)
+    assert rows.tolist() == [[0, 4], [1, 3], [2]]
+    assert rows.members.tolist() == [0, 4, 1, 3, 2] and rows.offsets.tolist() == [0, 2, 4, 5]
 
 
 def test_best_fit_picks_the_tightest_row():
     # rows after the first three items: rooms 2 (item 0: 8), 4 (item 1: 6), 5 (item 2: 5)
     # item 3 (length 4) must go to the row with room 4, not the one with room 5
     rows = best_fit_decreasing(np.array([8, 6, 5, 4]), 10)
-    assert rows == [[0], [1, 3], [2]]
+    assert rows.tolist() == [[0], [1, 3], [2]]
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -30,7 +34,7 @@ def test_best_fit_invariants(seed):
     rng = np.random.default_rng(seed)
     capacity = int(rng.integers(8, 200))
     lengths = rng.integers(1, capacity + 1, size=int(rng.integers(1, 400)))
-    rows = best_fit_decreasing(lengths, capacity, rng.permutation(len(lengths)))
+    rows = best_fit_decreasing(lengths, capacity, rng.permutation(len(lengths))).tolist()
     placed = sorted(i for row in rows for i in row)
     assert placed == list(range(len(lengths)))  # every item exactly once
     loads = [int(lengths[row].sum()) for row in rows]
@@ -39,6 +43,15 @@ def test_best_fit_invariants(seed):
     # two such rows was opened, its first item would have fit in the earlier one)
     assert sum(load <= capacity // 2 for load in loads) <= 1
     assert len(rows) >= -(-int(lengths.sum()) // capacity)
+
+
+def test_rows_take_and_sums():
+    rows = Rows(np.array([4, 0, 2, 1, 3]), np.array([0, 2, 3, 5]))  # [[4, 0], [2], [1, 3]]
+    assert rows.take(np.array([2, 0, 1])).tolist() == [[1, 3], [4, 0], [2]]
+    assert rows.take(np.array([1])).tolist() == [[2]] and rows.take(np.zeros(0, np.int64)).tolist() == []
+    assert rows.sums(np.array([10, 20, 30, 40, 50])).tolist() == [60, 30, 60]
+    assert Rows.singletons(3).tolist() == [[0], [1], [2]] and len(best_fit_decreasing(np.zeros(0), 4)) == 0
+    assert concatenated_ranges(np.array([5, 0, 9]), np.array([2, 0, 3])).tolist() == [5, 6, 9, 10, 11]
 
 
 def test_room_index_matches_brute_force():
@@ -86,8 +99,6 @@ def fake_spill(folder, docs_per_chunk=60, max_doc=160, masked_prefixes=True, see
     Returns (results, documents): the chunk results and every document as
     (ids, labels, category) in spill order.
     """
-    import os
-
     from colossal_llama.data.mapstep import ChunkResult, spill_path
 
     rng = np.random.default_rng(seed)
@@ -111,24 +122,35 @@ def fake_spill(folder, docs_per_chunk=60, max_doc=160, masked_prefixes=True, see
     return results, documents
 
 
-def reduce_fake(tmp_path, name, max_length, bins, seed, **plan_kw):
-    """plan_rows + write_buckets over a fake spill; returns (arrow folder, parts, plan, documents)."""
-    from colossal_llama.data.buckets import plan_rows, write_buckets
-    from colossal_llama.data.spill import SpillReader, load_doc_table
-
-    spill = str(tmp_path / "spill")
+def reduce_fake(tmp_path, name, max_length, bins, seed, workers=1, **plan_kw):
+    """The reduce and write steps over a fake spill; returns (arrow folder, parts, plan, documents)."""
+    spill = str(tmp_path / f"spill-{name}")
     results, documents = fake_spill(spill)
-    table = load_doc_table(spill, results)
-    reader = SpillReader(spill, results)
-    plan = plan_rows(table, reader, max_length, bins, seed, **plan_kw)
     arrow = str(tmp_path / name)
-    return arrow, write_buckets(plan, reader, arrow, bins, seed, "identity"), plan, documents
+    plan, parts = reduce_spill(spill, results, arrow, max_length, bins, seed, workers, **plan_kw)
+    return arrow, parts, plan, documents
+
+
+def reduce_spill(spill, results, arrow, max_length, bins, seed, workers=1, **plan_kw):
+    """(plan, parts) of the reduce and write steps over the spill folder `spill`.
+
+    One worker: the tasks run in this process; more: in a process pool, as on Ray's workers.
+    """
+    from colossal_llama.data.bucket_writer import write_buckets
+    from colossal_llama.data.buckets import plan_buckets
+    from colossal_llama.data.engine import LocalEngine
+
+    engine = LocalEngine(workers)
+    engine.start_workers()
+    try:
+        plan = plan_buckets(engine, spill, results, max_length, bins, seed, **plan_kw)
+        return plan, write_buckets(engine, plan, arrow, "identity")
+    finally:
+        engine.close()
 
 
 def arrow_rows(arrow_dir):
     """Every row of every part, as pyarrow reads them: [(part, [row dicts])]."""
-    import os
-
     import pyarrow as pa
 
     parts = []
@@ -177,7 +199,8 @@ PINNED_WITHIN = {
 def test_within_category_rows_are_unchanged(tmp_path, pack):
     arrow, parts, plan, _ = reduce_fake(tmp_path, "out", 64, 3, 5, pack=pack, across_categories=False)
     assert (rows_digest(arrow), stats_digest(parts)) == PINNED_WITHIN[pack]
-    assert not plan.mixed and all("segment_categories" not in r for _, rows in arrow_rows(arrow) for r in rows)
+    assert not plan.settings.across
+    assert all("segment_categories" not in r for _, rows in arrow_rows(arrow) for r in rows)
     if not pack:  # --no-pack: one document per row, whatever the packing mode
         again, parts, _, _ = reduce_fake(tmp_path, "again", 64, 3, 5, pack=False, across_categories=True)
         assert (rows_digest(again), stats_digest(parts)) == PINNED_WITHIN[False]
@@ -212,7 +235,7 @@ def test_across_categories_invariants_and_determinism(tmp_path):
                 per_bucket[category][part["bucket"]] += n
                 start += n
     assert segments == expected  # every kept piece exactly once, with the category of its document
-    assert mixed_rows > 0 and plan.mixed
+    assert mixed_rows > 0 and plan.settings.across
     for category, tokens in per_bucket.items():  # bins: each category spread evenly over the buckets
         counts = np.array([tokens[k] for k in range(bins)])
         assert np.abs(counts - counts.sum() / bins).max() <= max_length, category
@@ -227,32 +250,53 @@ def test_across_categories_invariants_and_determinism(tmp_path):
 
 def test_across_categories_fills_rows_one_category_cannot(tmp_path):
     """60%- and 40%-of-a-row documents: apart, every row of the first is 40% empty; together, none is."""
-    from colossal_llama.data.buckets import plan_rows
-    from colossal_llama.data.spill import DocTable
+    from colossal_llama.data.mapstep import ChunkResult, spill_path
 
     lengths = np.array([60] * 20 + [40] * 20)
-    table = DocTable(chunk=np.zeros(40, np.int64), offset=np.concatenate(([0], np.cumsum(lengths)[:-1])),
-                     length=lengths, category=np.repeat([0, 1], 20), names=["long", "short"])
+    for kind, values in (("ids", np.ones(lengths.sum(), np.int32)), ("trained", np.ones(lengths.sum(), np.uint8)),
+                         ("docs", np.stack([np.repeat([0, 1], 20), lengths], axis=1).astype(np.int64))):
+        values.tofile(spill_path(str(tmp_path), 0, kind))
+    results = [ChunkResult(0, records=40, tokens=int(lengths.sum()), categories=["long", "short"])]
     fill = {}
     for across in (False, True):
-        plan = plan_rows(table, None, 100, 2, 0, across_categories=across)
-        row_tokens = [int(plan.pieces.length[r].sum()) for r in plan.rows]
-        fill[across] = sum(row_tokens) / (100 * len(plan.rows))
-        assert max(row_tokens) <= 100 and sorted(i for r in plan.rows for i in r) == list(range(40))
+        arrow = tmp_path / f"across-{across}"
+        _, parts = reduce_spill(str(tmp_path), results, str(arrow), 100, 2, 0, across_categories=across)
+        row_tokens = [sum(row["seq_lengths"]) for _, rows in arrow_rows(arrow) for row in rows]
+        fill[across] = sum(row_tokens) / (100 * len(row_tokens))
+        assert max(row_tokens) <= 100 and sum(row_tokens) == lengths.sum()
     assert fill == {False: 2000 / 3000, True: 1.0}
+
+
+@pytest.mark.parametrize("across", [False, True])
+def test_tasks_split_and_spread_give_the_same_bytes(tmp_path, monkeypatch, across):
+    """One plan task per category, tasks in worker processes: the same parts as one task in this process."""
+    import filecmp
+
+    from colossal_llama.data import buckets
+
+    arrow, parts, plan, _ = reduce_fake(tmp_path, "one", 64, 3, 5, across_categories=across)
+    assert {g for task in plan.buckets for g in task.runs[:, 0].tolist()} == {0}  # small: one plan task
+    monkeypatch.setattr(buckets, "PLAN_GROUP_TOKENS", 1)
+    again, parts_again, plan_again, _ = reduce_fake(tmp_path, "spread", 64, 3, 5, workers=2, across_categories=across)
+    assert {g for task in plan_again.buckets for g in task.runs[:, 0].tolist()} == {0, 1, 2}  # one per category
+    assert parts_again == parts and plan_again.category_inputs == plan.category_inputs
+    assert sum(task.runs.nbytes for task in plan.buckets) <= 3 * 3 * 32  # the driver: per (category, bin), no more
+    for part in os.listdir(arrow):
+        files = sorted(os.listdir(os.path.join(arrow, part)))
+        assert filecmp.cmpfiles(os.path.join(arrow, part), os.path.join(again, part), files, shallow=False)[0] == files
 
 
 def test_spill_pages_are_released_above_the_budget(tmp_path, monkeypatch):
     """The write step's memory stays flat: pages read from a spill over MAPPED_BUDGET leave the process."""
     import psutil
 
-    from colossal_llama.data.mapstep import ChunkResult, spill_path
+    from colossal_llama.data.mapstep import spill_path
     from colossal_llama.data.spill import SpillReader
 
     n = 8 << 20  # 32 MiB of ids, 8 MiB of trained flags
     np.arange(n, dtype=np.int32).tofile(spill_path(str(tmp_path), 0, "ids"))
     (np.arange(n) % 3 != 0).astype(np.uint8).tofile(spill_path(str(tmp_path), 0, "trained"))
-    reader = SpillReader(str(tmp_path), [ChunkResult(0)])
+    reader = SpillReader(str(tmp_path))
     rss = lambda: psutil.Process().memory_info().rss  # noqa: E731
     before = rss()
     ids, labels, trained = reader.gather([(0, 0, n // 2), (0, n // 2, n - n // 2)])

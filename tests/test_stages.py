@@ -88,6 +88,12 @@ BAD = [
     ("sources.qa.kind", "chat", "sources.qa.kind: must be one of pretrain, sft"),
     ("sources.qa.prepared", "/tmp", "sources.qa: give exactly one of `jsonl`"),
     ("probes", ["/no/probes.jsonl"], "probes[0]: /no/probes.jsonl does not exist"),
+    ("benchmarks", ["/no/quiz.jsonl"], "benchmarks[0]: /no/quiz.jsonl does not exist"),
+    ("benchmarks", [QA_EN], f"benchmarks[0]: {QA_EN}:1: expected a non-empty list \"choices\""),
+    ("benchmarks", [SAMPLE_PRETRAIN], f"benchmarks[0]: {SAMPLE_PRETRAIN}/encyclopedia_en.jsonl:1: expected a non-empty"),
+    ("benchmark_shots", -1, "benchmark_shots: must be at least 0, got -1"),
+    ("benchmark_shots", "five", "benchmark_shots: expected int, got 'five'"),
+    ("benchmark_shots", 5, "benchmark_shots: few-shot examples of `benchmarks:`, which names no task files"),
     ("launcher.command", "mpirun", "launcher.command: must be one of colossalai, torchrun, python"),
     ("launcher.nproc_per_node", "two", "launcher.nproc_per_node: expected int, got 'two'"),
     ("launcher.nproc_per_node", 2, "launcher.command: python starts one process on this machine"),
@@ -435,6 +441,64 @@ def test_finished_stages_are_skipped_and_changed_ones_refused(tmp_path, tiny_mod
     assert stage_keys(changed)["a"] == keys["a"]
     with pytest.raises(RecipeError, match=r"stage 'b' finished in .*02-b with other settings"):
         check_finished(changed, stage_keys(changed))
+
+
+QUIZ = os.path.join(os.path.dirname(SAMPLE_PRETRAIN), "quiz")
+
+
+def test_benchmarks_are_filled_in_where_missing_and_reported(tmp_path, tiny_model_dir, monkeypatch):
+    """Benchmarks added to a finished run: the start model and each export are evaluated once, without rerunning
+    a stage (the stage keys do not change); a rerun evaluates only what is missing; the report shows them."""
+    import colossal_llama.evaluate as evaluate
+    from colossal_llama.stages.report import write_report
+    from colossal_llama.stages.runner import run_recipe, stage_dir, stage_keys
+
+    recipe = base_recipe(tiny_model_dir)
+    del recipe["probes"]
+    run = str(tmp_path / "run")
+    plain = load_recipe(write_recipe(tmp_path, recipe), run)
+    for stage in plain.stages:  # both stages finished before: done.json and an export (the tiny model)
+        shutil.copytree(tiny_model_dir, os.path.join(stage_dir(plain, stage), "model"))
+        with open(os.path.join(stage_dir(plain, stage), "done.json"), "w") as f:
+            json.dump({"key": stage_keys(plain)[stage.name], "seconds": 1.0}, f)
+    two_choices = tmp_path / "two.jsonl"
+    two_choices.write_text('{"question": "Is the sea salty?", "choices": ["yes", "no"], "answer": 0}\n'
+                           '{"question": "Is fire cold?", "choices": ["yes", "no"], "answer": "B"}\n')
+    recipe["benchmarks"] = [os.path.join(QUIZ, "quiz_en.jsonl"), str(two_choices)]
+    loaded = load_recipe(write_recipe(tmp_path, recipe), run)
+    assert stage_keys(loaded) == stage_keys(plain)  # benchmarks never make a finished stage run again
+
+    calls = []
+    real = evaluate.evaluate_model
+    monkeypatch.setattr(evaluate, "evaluate_model", lambda model, tasks, **kw: calls.append(model) or
+                        real(model, tasks, **kw))
+    run_recipe(loaded)
+    assert calls == [tiny_model_dir] + [os.path.join(stage_dir(loaded, s), "model") for s in loaded.stages]
+    benchmarks = json.loads(open(os.path.join(run, "benchmarks.json")).read())
+    assert list(benchmarks) == ["start", "a", "b"]
+    for label, summary in benchmarks.items():
+        assert summary["overall"]["questions"] == 37 and summary["chance"] == round((35 / 4 + 2 / 2) / 37, 4)
+        assert [v["questions"] for v in summary["files"].values()] == [35, 2]
+        assert all(0 <= summary[k][m] <= 1 for k in ("overall",) for m in ("acc", "acc_norm", "acc_letter"))
+        full = json.loads(open(os.path.join(run, summary["results"])).read())
+        assert len(full["questions"]) == 37 and full["overall"] == summary["overall"]
+    assert benchmarks["start"]["results"] == os.path.join("stages", "01-a", "benchmarks", "start-results.json")
+    assert benchmarks["b"]["results"] == os.path.join("stages", "02-b", "benchmarks", "results.json")
+
+    run_recipe(loaded)  # nothing missing: nothing evaluated
+    del benchmarks["a"]
+    with open(os.path.join(run, "benchmarks.json"), "w") as f:
+        json.dump(benchmarks, f)
+    run_recipe(loaded)  # only the missing label, put back in run order
+    assert len(calls) == 4 and calls[-1].endswith(os.path.join("01-a", "model"))
+    assert list(json.loads(open(os.path.join(run, "benchmarks.json")).read())) == ["start", "a", "b"]
+    recipe["benchmarks"] = [str(two_choices)]  # other questions: every label again
+    run_recipe(load_recipe(write_recipe(tmp_path, recipe), run))
+    assert len(calls) == 7
+
+    report = open(write_report(run)).read()
+    assert "## Benchmarks" in report and "| b | 2 | " in report and "![benchmark accuracy per stage]" in report
+    assert open(os.path.join(run, "plots", "benchmarks.png"), "rb").read()[:4] == b"\x89PNG"
 
 
 def test_runner_resumes_after_a_kill_with_the_same_final_weights(tmp_path, tiny_model_dir, capsys):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from colossal_llama.data.tokenize import tokenize_pretrain_batch
+from colossal_llama.data.tokenize import mask_prefixes, tokenize_pretrain_batch
 from colossal_llama.errors import BadRecord
 from colossal_llama.tokenizer.encoder import SlowEncoder
 from colossal_llama.tokenizer.loading import describe_tokenizer
@@ -135,3 +135,12 @@ def test_matches_reference_on_real_llama2_tokenizer(tmp_path):
         records += read_jsonl(f"{REALDATA}/pretrain/{name}.jsonl")[::7]
     tok, _, batch = _encode_with(tok_dir, tmp_path, records)
     _assert_matches_reference(tok, records, batch)
+
+
+def test_mask_prefixes_masks_each_prompt_within_its_document():
+    ids = np.arange(10, 19, dtype=np.int32)
+    lengths = np.array([3, 2, 4])
+    # the last prompt is longer than its document: the mask stops at the document's end
+    labels = mask_prefixes(ids, lengths, np.array([2, 0, 5]))
+    assert labels.tolist() == [-100, -100, 12, 13, 14, -100, -100, -100, -100]
+    assert mask_prefixes(ids, lengths, np.zeros(3, dtype=np.int64)).tolist() == ids.tolist()

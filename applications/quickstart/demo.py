@@ -11,7 +11,8 @@
    knowledge replay (Q&A in Chinese and English) -> SFT;
 3. the knowledge check: loss on held-out questions about the invented
    Calvessa Islands, in English and Chinese, before and after the knowledge
-   stages;
+   stages, and accuracy on a held-out multiple-choice quiz about them
+   (`data/quiz/`, the recipe's `benchmarks:`);
 4. plots and report.md rendered from the run's tensorboard logs, and a chat
    exchange with the final model.
 
@@ -89,6 +90,31 @@ def knowledge_check(run_dir: str) -> list[str]:
     return lines
 
 
+QUIZ_LABELS = {"start": "start (the base model)", "pretrain": "after pretraining", "replay": "after injection + replay",
+               "sft": "after SFT"}
+
+
+def quiz_check(run_dir: str) -> list[str]:
+    """Quiz accuracy before and after the knowledge stages, as lines of text; also printed. A model this small may
+    stay near chance: the figures are reported as they are."""
+    with open(os.path.join(run_dir, "benchmarks.json"), encoding="utf-8") as f:
+        benchmarks = json.load(f)
+    overall = benchmarks["start"]["overall"]
+    lines = [f"Accuracy on the held-out multiple-choice quiz ({overall['questions']} questions, half English, half "
+             f"Chinese; 4 choices, chance {benchmarks['start']['chance']:.2f}):", "",
+             "| model | English acc | Chinese acc | acc | acc_norm | acc_letter |", "|---|---:|---:|---:|---:|---:|"]
+    for label, title in QUIZ_LABELS.items():
+        summary = benchmarks[label]
+        files = {os.path.basename(path): s for path, s in summary["files"].items()}
+        english, chinese, o = files["quiz_en.jsonl"]["acc"], files["quiz_zh.jsonl"]["acc"], summary["overall"]
+        lines.append(f"| {title} | {english:.3f} | {chinese:.3f} | {o['acc']:.3f} | {o['acc_norm']:.3f} | "
+                     f"{o['acc_letter']:.3f} |")
+    seconds = sum(b["seconds"] for b in benchmarks.values())
+    lines += ["", f"The quiz took {seconds:.0f} s of the run ({len(benchmarks)} evaluations)."]
+    print("\n".join(lines), flush=True)
+    return lines
+
+
 def chat(run_dir: str) -> list[str]:
     """A greedy answer of the final (SFT) model to each question, streamed to the terminal."""
     from colossal_llama.inference.generation import SamplingSettings, load_for_inference, stream_chat
@@ -122,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
          "--no-report"])
 
     step("4. knowledge check: held-out questions about the Calvessa Islands, before and after the knowledge stages")
-    lines = ["## Knowledge check", ""] + knowledge_check(run_dir)
+    lines = ["## Knowledge check", ""] + knowledge_check(run_dir) + [""] + quiz_check(run_dir)
 
     step("5. chat with the final model (greedy; a model this small mostly echoes its training data)")
     lines += ["", "## Chat with the final model", "", *chat(run_dir)]

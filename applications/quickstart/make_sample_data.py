@@ -21,7 +21,8 @@ is context that is not trained on, `target` is trained on):
     riddle_zh.jsonl                                Chinese riddle -> answer
 
 and the held-out knowledge probes to `data/probes/` (the island questions the qa
-files leave out).
+files leave out), and the multiple-choice quiz to `data/quiz/` (`make_quiz.py`:
+those of them left out in both languages, with wrong choices from the fact table).
 
 Run it from the repository root:
 
@@ -497,12 +498,16 @@ def held_out(seed: int) -> dict[str, list[dict]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    def probes(out: Path, seed: int) -> None:
+    def held_out_files(out: Path, seed: int) -> None:
+        from make_quiz import write_quiz  # it imports this module: Python finds it beside this script
+
         for name, count in write_all(out.parent / "probes", held_out(seed)):
             print(f"{count:4d}  {out.parent / 'probes' / name}  (held-out knowledge probes)")
+        for name, count in write_quiz(out.parent / "quiz", seed):
+            print(f"{count:4d}  {out.parent / 'quiz' / name}  (held-out multiple-choice quiz)")
 
     return generator_cli(argv, "Generate the bilingual quickstart pretraining sample data.", DEFAULT_OUT, build,
-                         write_all, "records", also=probes)
+                         write_all, "records", also=held_out_files)
 
 
 if __name__ == "__main__":

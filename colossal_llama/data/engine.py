@@ -27,6 +27,7 @@ step rewrites its own spill files, so a retried task leaves the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import socket
@@ -39,6 +40,8 @@ from colossal_llama.errors import ConfigError, DataError, WorkerDied
 
 RAY_RETRIES = 3
 """Times Ray reruns a task whose worker died (killed, out of memory) before the run fails."""
+NODE_CHECK_SECONDS = 300
+"""How long every node has to answer the path check (it starts a worker process there: ~1 s on an idle node)."""
 WORKER_ENV = {"TOKENIZERS_PARALLELISM": "false"}
 # One single-threaded process per core: the map step's Python work (JSON, numpy, spill) only parallelizes
 # across processes. Measured on 2 cores, the map step over the 10x pretrain corpus (M tokens/s, wall):
@@ -49,6 +52,21 @@ DIED = ("a data preparation worker died (out of memory?); try fewer --num_worker
 
 def _init_worker() -> None:
     os.environ.update(WORKER_ENV)
+
+
+@contextlib.contextmanager
+def _tokenizers_quiet_in_children():
+    """Set TOKENIZERS_PARALLELISM=false while this process starts others: `tokenizers` then neither warns nor
+    starts threads in a child forked after this process used its thread pool (the encoder check did)."""
+    previous = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["TOKENIZERS_PARALLELISM"]
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = previous
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor | None:
@@ -69,17 +87,8 @@ def worker_pool(workers: int) -> ProcessPoolExecutor | None:
         return None
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_init_worker)
-    # set while forking: `tokenizers` then neither warns nor starts threads in the
-    # children, even if the parent's single-string encodes touched its thread pool
-    previous = os.environ.get("TOKENIZERS_PARALLELISM")
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    try:
+    with _tokenizers_quiet_in_children():
         pool.submit(os.getpid).result()  # with fork, the first task starts every worker
-    finally:
-        if previous is None:
-            del os.environ["TOKENIZERS_PARALLELISM"]
-        else:
-            os.environ["TOKENIZERS_PARALLELISM"] = previous
     return pool
 
 
@@ -127,7 +136,12 @@ class LocalEngine:
 
     def __init__(self, workers: int):
         self.workers = workers
-        self.pool = worker_pool(workers)
+        self.pool = None
+
+    def start_workers(self) -> None:
+        """Fork the worker processes now (after the parent preloaded what they inherit: the encoder)."""
+        if self.pool is None:
+            self.pool = worker_pool(self.workers)
 
     @property
     def in_process(self) -> bool:
@@ -137,8 +151,9 @@ class LocalEngine:
     def start(self, fn, items, shared):
         return _InProcess(fn, items, shared) if self.pool is None else _PoolTasks(self.pool, fn, items, shared)
 
-    def check_paths(self, paths: list[str]) -> None:
-        """Every worker is on this machine: nothing to check."""
+    def begin_check(self, paths: list[str]):
+        """Every worker is on this machine: nothing to check (returns the no-op wait)."""
+        return lambda: None
 
     def stop_workers(self) -> None:
         """Stop the worker processes (their memory is not held through what follows); later tasks run in this
@@ -162,11 +177,20 @@ def _unwrapped(exc):
     return exc
 
 
+def _ray_task(fn, item, shared):
+    """`fn(item, shared)` on a Ray worker, its environment set first as the local workers' is (`WORKER_ENV`):
+    here rather than in a Ray runtime_env, which costs 0.25 s per start of the workers (measured on 2 cores)."""
+    _init_worker()
+    return fn(item, shared)
+
+
 class _RayTasks:
     """Object refs of Ray tasks, yielded as they finish."""
 
-    def __init__(self, remote, items, shared_ref):
-        self.refs = {remote.remote(item, shared_ref): index for index, item in enumerate(items)}
+    def __init__(self, remote, fn, items, shared_ref):
+        # named after `fn`: Ray titles the worker process `ray::<name>` while it runs one
+        remote = remote.options(name=fn.__name__)
+        self.refs = {remote.remote(fn, item, shared_ref): index for index, item in enumerate(items)}
 
     def __iter__(self):
         import ray
@@ -207,6 +231,29 @@ def _node_check(paths: list[str]) -> tuple[str, list[str]]:
     return socket.gethostname(), missing
 
 
+def _node_name(node: dict, host: str | None = None) -> str:
+    """`ADDRESS (host HOST, id 1234abcd)`: the id tells nodes of one host apart (`ray list nodes` shows it)."""
+    where = f"host {host}, " if host else ""
+    return f"{node.get('NodeManagerAddress', '?')} ({where}id {node['NodeID'][:8]})"
+
+
+def _check_answers(address: str, timeout: float = 10.0) -> None:
+    """A HOST:PORT address must take a connection: ray.init retries one that does not for ever.
+
+    Raises:
+        ConfigError: naming the address, when nothing listens there.
+    """
+    if address == "auto" or "://" in address or ":" not in address:
+        return  # `auto` finds the cluster itself; `ray://` goes through Ray's client
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--ray_address {address}: no Ray cluster answers there ({exc}); give the head node's "
+                          "HOST:PORT (`ray start --head --port PORT`)") from None
+
+
 class RayEngine:
     """A Ray cluster's workers."""
 
@@ -217,31 +264,33 @@ class RayEngine:
 
         self.owned = False
         if not ray.is_initialized():
-            options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False,
-                           runtime_env={"env_vars": WORKER_ENV})
-            try:
-                ray.init(address=address, **options)
-            except ConnectionError:
-                if address != "auto":
-                    raise ConfigError(f"--ray_address {address}: no Ray cluster answers there") from None
-                # no cluster running: one on this machine, for this run (its workers: --num_workers cores)
-                ray.init(num_cpus=workers, **options)
+            options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+            _check_answers(address)
+            with _tokenizers_quiet_in_children():  # ray.init forks (a local cluster's processes, too)
+                try:
+                    ray.init(address=address, **options)
+                except ConnectionError as exc:
+                    if address != "auto":  # it took a connection (_check_answers): a token other than the cluster's?
+                        raise ConfigError(f"--ray_address {address}: the Ray cluster there refused this process "
+                                          f"({str(exc).splitlines()[0][:200]}); if it uses token authentication, give "
+                                          "this process its token (RAY_AUTH_TOKEN, or ~/.ray/auth_token)") from None
+                    # no cluster running: one on this machine, for this run (its workers: --num_workers cores)
+                    ray.init(num_cpus=workers, **options)
+                except ray.exceptions.AuthenticationError:
+                    raise ConfigError(f"--ray_address {address}: the cluster refused this process's token; give it "
+                                      "the cluster's (RAY_AUTH_TOKEN, or the file ~/.ray/auth_token)") from None
             self.owned = True
-        self._remotes: dict = {}
+        self._task = ray.remote(max_retries=RAY_RETRIES, retry_exceptions=False)(_ray_task)
 
     in_process = False
-
-    def _remote(self, fn):
-        import ray
-
-        if fn not in self._remotes:
-            self._remotes[fn] = ray.remote(max_retries=RAY_RETRIES, retry_exceptions=False)(fn)
-        return self._remotes[fn]
 
     def start(self, fn, items, shared):
         import ray
 
-        return _RayTasks(self._remote(fn), items, ray.put(shared))
+        return _RayTasks(self._task, fn, items, ray.put(shared))
+
+    def start_workers(self) -> None:
+        """The cluster's workers start on demand."""
 
     def check_paths(self, paths: list[str]) -> None:
         """Every alive node sees `paths` (files or folders; a folder must take a new file).
@@ -249,21 +298,36 @@ class RayEngine:
         Raises:
             DataError: naming the first node and the paths it cannot see.
         """
+        self.begin_check(paths)()
+
+    def begin_check(self, paths: list[str]):
+        """Start `check_paths` on every node and return the function that waits for it (and raises): the
+        nodes start their workers and check while the driver loads the tokenizer (about 1 s of a run)."""
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         check = ray.remote(num_cpus=0)(_node_check)
         nodes = [n for n in ray.nodes() if n.get("Alive")]
-        answers = ray.get([check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                           .remote(paths) for n in nodes])
-        for node, (host, missing) in zip(nodes, answers):
+        refs = [check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(paths)
+                for n in nodes]
+        return lambda: self._checked(nodes, refs)
+
+    def _checked(self, nodes: list[dict], refs: list) -> None:
+        import ray
+
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=NODE_CHECK_SECONDS)
+        for node, ref in zip(nodes, refs):
+            if ref not in ready:  # a node listed alive that runs nothing would hold the run for ever
+                raise DataError(f"Ray node {_node_name(node)} did not answer the path check in {NODE_CHECK_SECONDS} s; "
+                                "remove it from the cluster (`ray stop` there) or check its raylet log")
+        for node, (host, missing) in zip(nodes, ray.get(refs)):
             if missing:
-                raise DataError(f"Ray node {node.get('NodeManagerAddress', host)} ({host}) cannot see "
-                                f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}: every node must see "
+                more = f" and {len(missing) - 1} other path(s)" if len(missing) > 1 else ""
+                raise DataError(f"Ray node {_node_name(node, host)} cannot see {missing[0]}{more}: every node must see "
                                 "the input files and the output folder's parent (a shared file system)")
 
     def stop_workers(self) -> None:
-        """Ray's workers stay: the reduce and write tasks run on them too."""
+        """Ray's workers are the cluster's: nothing to stop (the plan and write tasks of the reduce run on them too)."""
 
     def close(self) -> None:
         import ray

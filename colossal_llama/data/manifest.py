@@ -16,7 +16,6 @@ from collections import Counter
 
 from colossal_llama import __version__
 from colossal_llama.data.buckets import DROP_ALL_MASKED
-from colossal_llama.data.spill import DocTable
 from colossal_llama.data.mapstep import ChunkResult
 from colossal_llama.errors import DataError
 from colossal_llama.outputs import write_json
@@ -89,18 +88,16 @@ def count_per_input(files: list[dict], results: list[ChunkResult], chunk_paths: 
     return [{**f, **{k: int(v) for k, v in per_file[f["path"]].items()}} for f in files]
 
 
-def _category_entries(table: DocTable, parts: list[dict], results: list[ChunkResult], max_length: int) -> dict:
+def _category_entries(category_inputs: dict[str, tuple[int, int]], parts: list[dict], results: list[ChunkResult],
+                      max_length: int) -> dict:
     """Per category: counts over all buckets, tokens in, fill, rejects by reason.
 
     Counts are per segment (a row may hold several categories); `rows` are
     the rows holding the category and `fill` is theirs (all their tokens).
     Also reshapes every part's per-category counters into manifest entries.
     """
-    categories: dict[str, Counter] = {name: Counter() for name in table.names}
-    for i, name in enumerate(table.names):
-        mask = table.category == i
-        categories[name]["records"] = int(mask.sum())
-        categories[name]["tokens_in"] = int(table.length[mask].sum())
+    categories: dict[str, Counter] = {name: Counter(records=records, tokens_in=tokens)
+                                      for name, (records, tokens) in category_inputs.items()}
     for part in parts:
         for name, counts in part["categories"].items():
             categories[name].update(counts)
@@ -129,15 +126,19 @@ def _category_entries(table: DocTable, parts: list[dict], results: list[ChunkRes
     return entries
 
 
-def build_manifest(config, tokenizer_info, inputs: list[dict], results: list[ChunkResult], table: DocTable,
-                   parts: list[dict], empty_files: list[str], kind: str) -> dict:
+def build_manifest(config, tokenizer_info, inputs: list[dict], results: list[ChunkResult],
+                   category_inputs: dict[str, tuple[int, int]], parts: list[dict], empty_files: list[str],
+                   kind: str) -> dict:
     """Assemble the manifest and check token accounting.
+
+    Args:
+        category_inputs: category -> (records, tokens) accepted by the map step.
 
     Raises:
         AssertionError: tokens in != tokens out + tokens dropped (a bug, never bad input).
     """
-    categories = _category_entries(table, parts, results, config.max_length)
-    tokens_in = int(table.length.sum())
+    categories = _category_entries(category_inputs, parts, results, config.max_length)
+    tokens_in = sum(tokens for _, tokens in category_inputs.values())
     tokens_out = sum(e["tokens"] for e in categories.values())
     dropped = sum(sum(e["dropped_tokens"].values()) for e in categories.values())
     assert tokens_in == tokens_out + dropped, f"token accounting broken: {tokens_in} != {tokens_out} + {dropped}"

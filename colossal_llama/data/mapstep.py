@@ -124,7 +124,7 @@ def _parse_lines(lines, first_line: int, chunk: InputChunk, kind, result: ChunkR
         if isinstance(raw, OversizedLine):
             on_bad(line, raw.bad_record(), raw, None)
             continue
-        if not raw.strip():
+        if not raw or raw.isspace():  # blank: nothing but ASCII whitespace (as `not raw.strip()`, without a copy)
             result.blank_lines += 1
             continue
         try:
@@ -175,13 +175,14 @@ def map_chunk(chunk: InputChunk, settings: MapSettings) -> ChunkResult:
             result.stats.update(batch.stats)
             cats = [category_index.setdefault(categories[i], len(category_index)) for i in batch.kept]
             docs = np.stack([np.asarray(cats, dtype=np.int64), batch.lengths.astype(np.int64)], axis=1)
-            spill.files["ids"].write(batch.ids.astype(np.int32).tobytes())
-            trained = batch.labels != IGNORE_INDEX
-            # the spill keeps one byte per token (trained or not): exact only while a label is its token or -100
-            if not ((batch.labels == batch.ids) | ~trained).all():
+            ids = np.ascontiguousarray(batch.ids, dtype=np.int32)
+            trained = batch.labels == ids  # token ids are never -100: the same as `labels != -100` ...
+            # ... while a label is its token or -100, which the spill's one byte per token needs
+            if not (batch.labels[~trained] == IGNORE_INDEX).all():
                 raise RuntimeError("a record kind produced a label that is neither its token nor -100")
-            spill.files["trained"].write(trained.view(np.uint8).tobytes())
-            spill.files["docs"].write(docs.tobytes())
+            spill.files["ids"].write(ids)  # numpy arrays are written through the buffer protocol, without a copy
+            spill.files["trained"].write(trained.view(np.uint8))
+            spill.files["docs"].write(docs)
             result.records += len(batch.kept)
             result.tokens += int(batch.lengths.sum())
     finally:

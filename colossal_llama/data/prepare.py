@@ -3,9 +3,11 @@
 A job (`PRETRAIN` in pretrain.py, `SFT` in sft.py) says how records are
 parsed and tokenized and what else goes into the output; this module does the
 rest. Steps: find input files -> map (parallel, per chunk: validate + tokenize,
-spilled to disk) -> reduce (split, pack, bin; see buckets.py) -> write buckets
--> manifest. Everything is written into a temporary `<out>.tmp-*` folder beside it and renamed to
-`<out>` at the end, so an error never leaves a half-written output folder.
+spilled to disk) -> reduce (split, pack, bin; tasks per category, see buckets.py)
+-> write (a task per bucket, bucket_writer.py) -> manifest. All of them run as
+tasks of an engine (engine.py). Everything is written into a temporary
+`<out>.tmp-*` folder beside it and renamed to `<out>` at the end, so an error
+never leaves a half-written output folder.
 """
 
 from __future__ import annotations
@@ -20,15 +22,15 @@ from typing import TypeVar
 
 from tqdm import tqdm
 
-from colossal_llama.config import DataConfig
-from colossal_llama.data.buckets import plan_rows, write_buckets
+from colossal_llama.config import HOW_IT_RUNS, DataConfig
+from colossal_llama.data.bucket_writer import write_buckets
+from colossal_llama.data.buckets import plan_buckets
 from colossal_llama.data.encoder_check import check_encoder_on_input
 from colossal_llama.data.manifest import build_manifest, count_per_input, input_files, summary_table, write_manifest
 from colossal_llama.data.engine import open_engine
 from colossal_llama.data.mapstep import (ChunkBadRecord, MapSettings, preload_encoder, release_encoder, run_map,
                                          spill_path)
 from colossal_llama.data.records import count_lines_before, discover_input_files, plan_chunks
-from colossal_llama.data.spill import SpillReader, load_doc_table
 from colossal_llama.errors import DataError, TokenizerError, WorkerDied, exit_status
 from colossal_llama.model.hub import resolve_model_dir
 from colossal_llama.outputs import check_output_free, staged_output
@@ -120,35 +122,30 @@ def _prepare_into(tmp: str, paths: list[str], chunks, engine, info, config, kind
     engine.stop_workers()  # local: their memory is not held through packing and writing
     mapped = time.perf_counter()
     empty = check_empty_files(paths, chunks, results, config.on_error)
-    table = load_doc_table(spill, results)
     rejected = sum(sum(r.rejected.values()) for r in results)
-    if len(table.length) == 0:
+    if not sum(r.records for r in results):
         dropped = sum(sum(r.dropped.values()) for r in results)
         raise DataError(f"no record was accepted ({rejected} rejected, {dropped} too long); nothing written")
-    reader = SpillReader(spill, results)
     # pretraining configs have neither flag: packed, one category per row (bins and buckets depend on it)
-    plan = plan_rows(table, reader, config.max_length, config.num_spliced_dataset_bins, config.seed,
-                     pack=getattr(config, "pack", True),
-                     across_categories=not getattr(config, "pack_within_category", True))
+    plan = plan_buckets(engine, spill, results, config.max_length, config.num_spliced_dataset_bins, config.seed,
+                        pack=getattr(config, "pack", True),
+                        across_categories=not getattr(config, "pack_within_category", True))
     inputs = count_per_input(extra["inputs"], results, {c.index: c.path for c in chunks})
-    # what the rows depend on: not the paths, the workers or the chunking, which never change them
+    # what the rows depend on: not the paths (the inputs' hashes stand for them) nor how the work ran
     settings_that_matter = {k: v for k, v in config.to_dict().items()
-                            if k not in ("data_input_dirs", "data_output_dirs", "tokenizer_dir", "num_workers",
-                                         "chunk_bytes", "overwrite", "on_error", "recursive", "encoder", "engine",
-                                         "ray_address")}
+                            if k not in HOW_IT_RUNS + ("data_input_dirs", "data_output_dirs", "tokenizer_dir",
+                                                       "on_error", "recursive")}
     if settings_that_matter.get("pack_within_category"):  # the rows made before the flag existed: same identity
         del settings_that_matter["pack_within_category"]
     identity = json.dumps([job.name, info.fingerprint, [i["sha256"] for i in inputs], settings_that_matter],
                           sort_keys=True)
     packed = time.perf_counter()
-    with tqdm(total=len(plan.rows), unit="row", desc="write", file=sys.stderr, mininterval=0.5) as bar:
-        parts = write_buckets(plan, reader, os.path.join(tmp, "arrow"), config.num_spliced_dataset_bins, config.seed,
-                              identity, on_rows=bar.update)
+    with tqdm(total=len(plan.buckets), unit="bucket", desc="write", file=sys.stderr, mininterval=0.5) as bar:
+        parts = write_buckets(engine, plan, os.path.join(tmp, "arrow"), identity, on_part=lambda _: bar.update(1))
     if rejected:
         merge_rejected(spill, chunks, results, os.path.join(tmp, "rejected.jsonl"))
-    del reader
     shutil.rmtree(spill)
-    manifest = build_manifest(config, info, inputs, results, table, parts, empty, job.name)
+    manifest = build_manifest(config, info, inputs, results, plan.category_inputs, parts, empty, job.name)
     manifest.update(extra["manifest"])
     log(f"time: tokenize {mapped - started:.2f} s, pack {packed - mapped:.2f} s, write {time.perf_counter() - packed:.2f} s")
     return manifest
@@ -186,23 +183,28 @@ def prepare_dataset(config: DataConfig, job) -> dict:
     chunks = plan_input_chunks(paths, config)
     with staged_output(out, config.overwrite, "--data_output_dirs") as tmp:
         os.makedirs(os.path.join(tmp, "_spill"))
-        tokenizer = load_tokenizer(config.tokenizer_dir)
-        job.prepare_tokenizer(tokenizer)
-        info = describe_tokenizer(tokenizer, config.tokenizer_dir, os.path.join(tmp, "_spill"), config.encoder)
-        kind = job.make_kind(tokenizer, info)
-        info = check_encoder_on_input(info, tokenizer, kind, paths)
-        if info.encoder.kind == "fast":
-            preload_encoder(info.encoder, FastEncoder(backend=tokenizer.backend_tokenizer))
-        elif info.encoder.kind == "sentencepiece":
-            preload_encoder(info.encoder, info.encoder.build())
         engine = open_engine(config.engine, min(config.num_workers, len(chunks)), config.ray_address)
+        info = None
         try:
-            engine.check_paths(paths + [os.path.join(tmp, "_spill")])
+            # Ray: every node checks the paths while this process loads the tokenizer
+            checked = engine.begin_check(paths + [os.path.join(tmp, "_spill")])
+            tokenizer = load_tokenizer(config.tokenizer_dir)
+            job.prepare_tokenizer(tokenizer)
+            info = describe_tokenizer(tokenizer, config.tokenizer_dir, os.path.join(tmp, "_spill"), config.encoder)
+            kind = job.make_kind(tokenizer, info)
+            info = check_encoder_on_input(info, tokenizer, kind, paths)
+            if info.encoder.kind == "fast":
+                preload_encoder(info.encoder, FastEncoder(backend=tokenizer.backend_tokenizer))
+            elif info.encoder.kind == "sentencepiece":
+                preload_encoder(info.encoder, info.encoder.build())
+            engine.start_workers()  # local: forked now, so they inherit the preloaded encoder
+            checked()
             log(f"{len(paths)} input file(s) in {len(chunks)} chunk(s); tokenizer {info.class_name}, "
                 f"vocab {info.vocab_size}; encoder {info.encoder.kind}: {info.encoder_reason}; engine {engine.name}")
             manifest = _prepare_into(tmp, paths, chunks, engine, info, config, kind, job, tokenizer)
         finally:
-            release_encoder(info.encoder)
+            if info is not None:
+                release_encoder(info.encoder)
             engine.close()  # before the clean-up, so no worker writes into tmp any more
         write_manifest(tmp, manifest)
     return manifest

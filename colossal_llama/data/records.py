@@ -187,6 +187,10 @@ def parse_pretrain_record(obj: dict) -> tuple[str, str, str]:
     Raises:
         BadRecord: a field is missing, not a string, or `target`/`category` is empty.
     """
+    source, target, category = obj.get("source"), obj.get("target"), obj.get("category")
+    if (type(source) is str and type(target) is str and type(category) is str and target and category
+            and is_valid_text(source) and is_valid_text(target) and is_valid_text(category)):
+        return source, target, category  # the usual record, checked at once; any other gets its exact error below
     source = require_str(obj, "source", allow_empty=True)
     target = require_str(obj, "target", allow_empty=False)
     category = require_str(obj, "category", allow_empty=False)

@@ -10,8 +10,8 @@ Reference tokenization of one pretraining record:
                                       labels [-100, -100, -100, A, ., EOS]
 
 The whole batch goes to the encoder in one call (full texts and prefixes
-together), and the results are handled as flat numpy arrays: per-record
-Python work is one list conversion.
+together), and the results are handled as flat numpy arrays (`encode_flat`:
+the SentencePiece encoder builds them without a Python list per record).
 
 Every document must carry exactly one BOS (first) and one EOS (last), checked
 on the ids. Special-token markup inside the text (`</s>`, `<|eot_id|>` ...)
@@ -52,9 +52,17 @@ class TokenizedBatch:
 
 
 def flatten_ids(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
     flat = np.fromiter(chain.from_iterable(seqs), dtype=np.int32, count=int(lengths.sum()))
     return flat, lengths
+
+
+def encode_flat(encoder, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """`tok` of every text as (int32 ids back to back, int64 lengths): by the encoder's own `encode_flat`
+    where it has one (`SentencePieceEncoder`: no Python list per text), else from `encode_batch`."""
+    if hasattr(encoder, "encode_flat"):
+        return encoder.encode_flat(texts)
+    return flatten_ids(encoder.encode_batch(texts))
 
 
 def special_token_text(token: str, where: str = "text") -> BadRecord:
@@ -119,10 +127,13 @@ def label_spans(ids: np.ndarray, lengths: np.ndarray, spans_per_doc: list[list[t
 
 def mask_prefixes(ids: np.ndarray, lengths: np.ndarray, mask_lengths: np.ndarray) -> np.ndarray:
     """labels = ids with the first `mask_lengths[d]` tokens of every document d set to -100."""
-    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    position = np.arange(len(ids)) - np.repeat(starts, lengths)
     labels = ids.copy()
-    labels[position < np.repeat(mask_lengths, lengths)] = IGNORE_INDEX
+    masked = np.flatnonzero(mask_lengths)  # the work is per masked token: most documents have no prompt
+    if len(masked):
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[masked]
+        spans = np.minimum(mask_lengths[masked], lengths[masked])
+        span_starts = np.cumsum(spans) - spans
+        labels[np.arange(int(spans.sum())) + np.repeat(starts - span_starts, spans)] = IGNORE_INDEX
     return labels
 
 
@@ -137,24 +148,26 @@ def tokenize_pretrain_batch(records: list[tuple[str, str]], encoder, info) -> To
 
     Args:
         records: validated records.
-        encoder: an object with `encode_batch(texts) -> list[list[int]]` (`tok`).
+        encoder: an object with `encode_batch(texts) -> list[list[int]]` (`tok`), and maybe `encode_flat`.
         info: the `TokenizerInfo` of the tokenizer behind `encoder`.
     """
     bos, eos = info.bos_token, info.eos_token
     # each distinct source is tokenized once: QA data often holds several
     # answers to one question, and tok() of the same text is the same ids
     sources = list(dict.fromkeys(source for source, _ in records if source))
-    texts = [bos + source + target + eos for source, target in records]
-    encoded = encoder.encode_batch(texts + [bos + source for source in sources])
-    ids, lengths = flatten_ids(encoded[: len(records)])
-    prefix_length = {source: len(e) for source, e in zip(sources, encoded[len(records) :])}
+    texts = [f"{bos}{source}{target}{eos}" for source, target in records]
+    all_ids, all_lengths = encode_flat(encoder, texts + [bos + source for source in sources])
+    lengths = all_lengths[: len(records)]
+    ids = all_ids[: int(lengths.sum())]
+    prefix_length = dict(zip(sources, all_lengths[len(records) :].tolist()))
     mask_lengths = np.fromiter((prefix_length.get(source, 0) for source, _ in records), dtype=np.int64,
                                count=len(records))
     labels = mask_prefixes(ids, lengths, mask_lengths)
     rejected = check_document_markers(ids, lengths, info, texts) if len(records) else {}
     keep = np.ones(len(records), dtype=bool)
-    keep[list(rejected)] = False
-    ids, labels, lengths = select_documents(ids, labels, lengths, keep)
+    if rejected:
+        keep[list(rejected)] = False
+        ids, labels, lengths = select_documents(ids, labels, lengths, keep)
     return TokenizedBatch(ids, labels, lengths, np.flatnonzero(keep).tolist(), rejected)
 
 

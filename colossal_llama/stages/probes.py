@@ -78,7 +78,8 @@ def probe_model(model_dir: str, paths: list[str], batch_size: int = 16) -> dict:
     device = "cuda" if torch.cuda.is_available() else "cpu"  # bf16 on a GPU, so a 7B model fits one
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     with safe_loading():  # .bin weights: plain tensors only, never a TorchScript archive
-        model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=dtype, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=dtype, attn_implementation="sdpa",
+                                                     trust_remote_code=False)
     model = model.to(device).eval()
     collate = PackedCollator(tokenizer.eos_token_id or 0, isolate=False)  # one document a row: a padding mask
     totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0])

@@ -14,6 +14,8 @@ The format is documented in the README ("Stage recipes"); in short:
     defaults: {plugin: gemini, lr: 1e-4}             # train.py settings of every stage
     prepare: {max_length: 4096}                      # preparation settings of every source
     probes: [probes/facts_en.jsonl]                  # held-out {source, target, category} records
+    benchmarks: [mmlu/data/test, quiz.jsonl]         # multiple-choice task files or folders (colossal_llama.evaluate)
+    benchmark_shots: 0                               # few-shot examples per benchmark question
     sources:
       wiki_zh: {jsonl: [corpus/wiki_zh], kind: pretrain, prepare: {num_spliced_dataset_bins: 10}}
       ready: {prepared: /data/prepared/books}        # a folder written by prepare_*_dataset.py
@@ -99,6 +101,9 @@ class Recipe:
     sources: dict[str, Source]
     stages: list[Stage]
     probes: list[str] = field(default_factory=list)
+    benchmarks: list[str] = field(default_factory=list)
+    """Multiple-choice task files or folders, evaluated before and after every stage (not part of stage keys)."""
+    benchmark_shots: int = 0
     text: str = ""
 
     def stage(self, name: str) -> Stage:
@@ -145,7 +150,8 @@ def _plan(spec: RecipeSpec, path: str, run_dir: str, text: str) -> Recipe:
                             replay=[(r.stage, r.percent) for r in s.replay], eval=list(s.eval), buckets=s.buckets,
                             freeze=s.freeze, train=s.train))
     return Recipe(path=path, run_dir=run_dir, launcher=spec.launcher, sources=sources, stages=stages,
-                  probes=list(spec.probes), text=text)
+                  probes=list(spec.probes), benchmarks=list(spec.benchmarks), benchmark_shots=spec.benchmark_shots,
+                  text=text)
 
 
 def _stage_names(raw) -> dict[int, str]:

@@ -275,10 +275,39 @@ class RecipeSpec(Spec):
     """Preparation settings of every source (each takes those of its kind)."""
     probes: Paths = []
     """Held-out {source, target, category} records, scored before and after every stage."""
+    benchmarks: Paths = []
+    """Multiple-choice task files or folders (`colossal_llama.evaluate`), evaluated before and after every stage."""
+    benchmark_shots: StrictInt = 0
+    """Few-shot examples before each benchmark question."""
     sources: dict[Annotated[StrictStr, named("source")], SourceSpec]
     """Name -> source."""
     stages: list[StageSpec]
     """The stages, in the order they run."""
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _task_files(cls, value, info):
+        """Each task file is read now, so that a bad one fails before the first stage, not after it."""
+        from colossal_llama.errors import DataError
+        from colossal_llama.evaluate import read_tasks
+
+        problems = Problems()
+        for index, path in enumerate(value if info.context["check_paths"] else []):
+            try:
+                read_tasks([path])
+            except DataError as exc:
+                problems.add((index,), str(exc), path)
+        problems.raise_if_any()
+        return value
+
+    @field_validator("benchmark_shots")
+    @classmethod
+    def _shots(cls, value, info):
+        if value < 0:
+            raise problem(f"must be at least 0, got {value}")
+        if value and "benchmarks" in info.data and not info.data["benchmarks"]:
+            raise problem("few-shot examples of `benchmarks:`, which names no task files")
+        return value
 
     @field_validator("defaults")
     @classmethod

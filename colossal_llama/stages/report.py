@@ -3,7 +3,8 @@
     python -m colossal_llama.stages.report runs/demo     # writes runs/demo/plots/*.png and runs/demo/report.md
 
 Reads `<run>/run.json` (stage order), `<run>/tensorboard/<stage>/` (event
-files written by train.py), each stage's `done.json` and `<run>/probes.json`.
+files written by train.py), each stage's `done.json`, `<run>/probes.json` and
+`<run>/benchmarks.json`.
 Every stage is drawn on one token axis: a stage's x is its label tokens seen
 plus all label tokens of the stages before it, so stages sit side by side.
 A resumed stage logs some steps twice; the later record of a step wins.
@@ -91,7 +92,8 @@ def plot_loss(stages: list[dict], path: str) -> None:
     _stage_bands(ax, stages)
     ax.set_xlabel("label tokens trained on (all stages, one axis)")
     ax.set_ylabel("loss (nats per token)")
-    ax.legend(fontsize=8, ncol=2)
+    if ax.get_legend_handles_labels()[0]:  # a run whose stages logged nothing yet has no lines
+        ax.legend(fontsize=8, ncol=2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -130,13 +132,58 @@ def plot_categories(stages: list[dict], path: str) -> None:
     plt.close(fig)
 
 
+def plot_benchmarks(benchmarks: dict[str, dict], path: str) -> None:
+    """Overall accuracy per label (start, then each stage), one line per metric; chance level dotted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from colossal_llama.stages.benchmarks import METRICS
+
+    labels = list(benchmarks)
+    x = np.arange(len(labels))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(labels)), 4))
+    for i, (metric, style) in enumerate(zip(METRICS, ("o-", "s--", "^-."))):  # styles: equal values stay visible
+        ax.plot(x, [benchmarks[label]["overall"][metric] for label in labels], style, color=f"C{i}", label=metric)
+    ax.plot(x, [benchmarks[label]["chance"] for label in labels], ":", color="dimgrey", label="chance")
+    ax.set_xticks(x, labels, rotation=20)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"benchmarks: {max(b['overall']['questions'] for b in benchmarks.values())} multiple-choice "
+                 "questions", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def benchmark_lines(run_dir: str) -> list[str]:
+    """The report's Benchmarks section, and plots/benchmarks.png; nothing where the run has no benchmarks."""
+    from colossal_llama.stages.benchmarks import benchmark_table, file_table, load_benchmarks
+
+    benchmarks = load_benchmarks(run_dir)
+    if not benchmarks:
+        return []
+    plot_benchmarks(benchmarks, os.path.join(run_dir, "plots", "benchmarks.png"))
+    chance = sorted({b["chance"] for b in benchmarks.values()})
+    lines = ["## Benchmarks", "", "Accuracy on multiple-choice questions (acc: the choice the model finds likeliest; "
+             "acc_norm: likeliest per character; acc_letter: the likeliest answer letter). Chance: "
+             + ", ".join(f"{c:.3f}" for c in chance) + ".", "", benchmark_table(benchmarks), ""]
+    if len({f for b in benchmarks.values() for f in b["files"]}) > 1:
+        lines += ["acc per task file:", "", file_table(benchmarks), ""]
+    return lines + ["![benchmark accuracy per stage](plots/benchmarks.png)", ""]
+
+
 def _last(stage: dict, tag: str) -> str:
     values = stage["scalars"].get(tag)
     return f"{values[1][-1]:.3f}" if values is not None and len(values[1]) else ""
 
 
 def write_report(run_dir: str) -> str:
-    """plots/loss.png, plots/category_loss.png and report.md in the run folder; returns report.md's path."""
+    """plots/loss.png, plots/category_loss.png (plots/benchmarks.png where the run has benchmarks) and report.md
+    in the run folder; returns report.md's path."""
     from colossal_llama.stages.probes import probe_table
 
     stages = load_run(run_dir)
@@ -163,6 +210,7 @@ def write_report(run_dir: str) -> str:
             probes = json.load(f)
         lines += ["## Held-out probes", "", "Loss on answers never trained on, in nats per character (lower is "
                   "better; per character, so tokenizers of different stages compare).", "", probe_table(probes), ""]
+    lines += benchmark_lines(run_dir)
     notes = os.path.join(run_dir, "notes.md")
     if os.path.isfile(notes):
         with open(notes, encoding="utf-8") as f:
@@ -181,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         path = write_report(args.run_dir)
-        print(f"wrote {path}, {os.path.join(args.run_dir, 'plots', 'loss.png')}, "
-              f"{os.path.join(args.run_dir, 'plots', 'category_loss.png')}")
+        plots = os.path.join(args.run_dir, "plots")
+        print(f"wrote {path}, " + ", ".join(os.path.join(plots, name) for name in sorted(os.listdir(plots))))
         return 0
     return exit_status(run)
 

@@ -12,7 +12,7 @@ Everything goes under the run folder:
                           train.json  the trainer's settings (`python -m colossal_llama.training --config`)
                           checkpoints/, model/ (the HF export), done.json
     <run>/tensorboard/NN-<name>/      one tensorboard root for all stages
-    <run>/probes.json, report.md, plots/
+    <run>/probes.json, benchmarks.json (benchmarks.py), report.md, plots/
 
 Rerunning skips stages whose done.json matches their settings, and resumes an
 unfinished stage from its last checkpoint (`--load_checkpoint latest`). A
@@ -196,8 +196,26 @@ def record_probes(recipe: Recipe, probes: dict, label: str, model_dir: str) -> N
           flush=True)
 
 
+def benchmark(recipe: Recipe, stage: Stage | None, key: tuple[str, float]) -> None:
+    """The recipe's benchmarks on the start model (`stage` None) or on a finished stage's export, unless
+    benchmarks.json holds them for these questions already (`key`: benchmarks.task_key)."""
+    from colossal_llama.stages.benchmarks import is_missing, load_benchmarks, record_benchmarks
+
+    benchmarks, label = load_benchmarks(recipe.run_dir), "start" if stage is None else stage.name
+    if is_missing(benchmarks, label, key[0]):
+        first = recipe.stages[0]
+        model = start_model(recipe, first) if stage is None else export_of(recipe, stage.name)
+        results = os.path.join(stage_dir(recipe, stage or first), "benchmarks",
+                               "start-results.json" if stage is None else "results.json")
+        record_benchmarks(recipe, benchmarks, label, model, results, key)
+
+
 def run_recipe(recipe: Recipe) -> dict:
-    """Run every stage not finished yet, in order; returns the probe results."""
+    """Run every stage not finished yet, in order; returns the probe results.
+
+    The benchmarks (if any) of the start model and of every finished stage are evaluated where missing: after a
+    stage that ran, and, for a run finished before the benchmarks were added, when it is rerun.
+    """
     keys = stage_keys(recipe)
     check_finished(recipe, keys)
     check_launcher(recipe)
@@ -210,10 +228,17 @@ def run_recipe(recipe: Recipe) -> dict:
     first = recipe.stages[0]
     if recipe.probes and "start" not in probes:
         record_probes(recipe, probes, "start", start_model(recipe, first))
+    if recipe.benchmarks:
+        from colossal_llama.stages.benchmarks import task_key
+
+        key = task_key(recipe.benchmarks, recipe.benchmark_shots)
+        benchmark(recipe, None, key)
     for i, stage in enumerate(recipe.stages):
         banner(f"stage {i + 1}/{len(recipe.stages)}: {stage.name}")
         if read_done(recipe, stage):
             print(f"finished before ({stage_dir(recipe, stage)}/done.json); skipped", flush=True)
-            continue
-        run_stage(recipe, stage, keys[stage.name], hashes, probes)
+        else:
+            run_stage(recipe, stage, keys[stage.name], hashes, probes)
+        if recipe.benchmarks:
+            benchmark(recipe, stage, key)
     return probes

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 
+from colossal_llama.config import HOW_IT_RUNS
 from colossal_llama.data.manifest import file_sha256, json_digest
 from colossal_llama.data.records import discover_input_files
 from colossal_llama.outputs import write_json
@@ -68,7 +69,7 @@ def prepare_source(source: Source, tokenizer_dir: str, cache_dir: str, hashes: F
         return source.prepared
     files = input_files(source.jsonl)
     fingerprint = tokenizer_fingerprint(load_tokenizer(tokenizer_dir))
-    settings = {k: v for k, v in source.prepare.items() if k != "num_workers"}
+    settings = {k: v for k, v in source.prepare.items() if k not in HOW_IT_RUNS}  # a switch to Ray reuses the data
     key = json_digest({"kind": source.kind, "prepare": settings, "tokenizer": fingerprint,
                        "files": [[os.path.basename(p), hashes(p)] for p in files]})
     out = os.path.join(cache_dir, f"{source.name}-{key}")

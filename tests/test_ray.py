@@ -235,7 +235,7 @@ def run_cluster_checks(work: str, tokenizer: str, facts_path: str) -> None:
                       RAY_health_check_failure_threshold="2", RAY_health_check_initial_delay_ms="0")
     import ray
 
-    from colossal_llama.data.engine import RayEngine
+    from colossal_llama.data.ray_engine import RayEngine
 
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     data, facts, started = os.path.join(work, "data"), {}, time.perf_counter()

@@ -159,6 +159,20 @@ def test_shipped_recipes_check(tmp_path):
     assert real.stages[0].freeze == "new_rows"
 
 
+def test_check_prints_the_plan_and_runs_nothing(tmp_path, tiny_model_dir, capsys):
+    from colossal_llama.stages.__main__ import main
+
+    recipe = base_recipe(tiny_model_dir)
+    recipe["benchmarks"] = [os.path.join(REPO, "applications", "quickstart", "data", "quiz")]
+    run = tmp_path / "run"
+    assert main([write_recipe(tmp_path, recipe), "--run_dir", str(run), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "2 stage(s)" in out and "  02-b: from stage a; data qa x2, replay 50% of a; freeze none" in out
+    assert f"  benchmarks, 0-shot, before the first stage and after each: {recipe['benchmarks'][0]}" in out
+    assert f"  probes, before the first stage and after each: {QA_ZH}" in out
+    assert not run.exists()
+
+
 def test_chosen_rows_repeat_factor():
     rows = chosen_rows(10, 2.5, seed=0, label="x")
     counts = np.bincount(rows, minlength=10)

@@ -44,6 +44,10 @@ def print_plan(recipe: Recipe) -> None:
         data = ", ".join(f"{name} x{weight:g}" for name, weight in stage.data.items())
         replay = "".join(f", replay {p:g}% of {name}" for name, p in stage.replay)
         print(f"  {stage.folder_name}: from {origin}; data {data}{replay}; freeze {stage.freeze}")
+    for what, paths in (("probes", recipe.probes), ("benchmarks", recipe.benchmarks)):
+        if paths:  # scored on the start model and after every stage
+            shots = f", {recipe.benchmark_shots}-shot" if what == "benchmarks" else ""
+            print(f"  {what}{shots}, before the first stage and after each: {', '.join(paths)}")
 
 
 def main(argv: list[str] | None = None) -> int:

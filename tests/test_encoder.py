@@ -17,8 +17,8 @@ from colossal_llama.data.sft import prepare_sft_dataset
 from colossal_llama.tokenizer.encoder import FastEncoder
 from colossal_llama.tokenizer.encoder_choice import first_difference, probe_texts
 from colossal_llama.tokenizer.loading import describe_tokenizer
-from colossal_llama.tokenizer.sentencepiece_encoder import (SentencePieceEncoder, sentencepiece_settings,
-                                                           write_sentencepiece_encoder)
+from colossal_llama.tokenizer.sentencepiece_encoder import SentencePieceEncoder
+from colossal_llama.tokenizer.sentencepiece_settings import sentencepiece_settings, write_sentencepiece_encoder
 from helpers import REALDATA, SAMPLE_PRETRAIN, SAMPLE_SFT, read_jsonl, sample_records, write_jsonl
 
 EDGE_TEXTS = ["", " ", "  a  b   c    ", "\ttab\t", "line\nline\n\n", " \n \t ", "emoji 🙂🙂 rare 龘 𠀀 ",

@@ -21,8 +21,8 @@ path, never changed ids; the reason says what did not hold.
 from __future__ import annotations
 
 from colossal_llama.tokenizer.encoder import EncoderSpec, FastEncoder, single_threaded
-from colossal_llama.tokenizer.sentencepiece_encoder import (SentencePieceEncoder, sentencepiece_settings,
-                                                           write_sentencepiece_encoder)
+from colossal_llama.tokenizer.sentencepiece_encoder import SentencePieceEncoder
+from colossal_llama.tokenizer.sentencepiece_settings import sentencepiece_settings, write_sentencepiece_encoder
 
 PROBES = (
     "", " ", "   ", "a", " a", "a ", "  two  spaces   three    end ",

@@ -27,7 +27,6 @@ step rewrites its own spill files, so a retried task leaves the same bytes.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing as mp
 import os
 import sys
@@ -36,6 +35,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from colossal_llama.config import ENGINE_CHOICES
 from colossal_llama.errors import ConfigError, WorkerDied
+from colossal_llama.tokenizer.encoder import single_threaded
 
 WORKER_ENV = {"TOKENIZERS_PARALLELISM": "false"}
 # One single-threaded process per core: the map step's Python work (JSON, numpy, spill) only parallelizes
@@ -47,21 +47,6 @@ DIED = ("a data preparation worker died (out of memory?); try fewer --num_worker
 
 def _init_worker() -> None:
     os.environ.update(WORKER_ENV)
-
-
-@contextlib.contextmanager
-def _tokenizers_quiet_in_children():
-    """Set TOKENIZERS_PARALLELISM=false while this process starts others: `tokenizers` then neither warns nor
-    starts threads in a child forked after this process used its thread pool (the encoder check did)."""
-    previous = os.environ.get("TOKENIZERS_PARALLELISM")
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ["TOKENIZERS_PARALLELISM"]
-        else:
-            os.environ["TOKENIZERS_PARALLELISM"] = previous
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor | None:
@@ -82,7 +67,7 @@ def worker_pool(workers: int) -> ProcessPoolExecutor | None:
         return None
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_init_worker)
-    with _tokenizers_quiet_in_children():
+    with single_threaded():  # `tokenizers` then neither warns nor starts threads in the forked children
         pool.submit(os.getpid).result()  # with fork, the first task starts every worker
     return pool
 

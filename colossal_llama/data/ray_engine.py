@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 import socket
 
-from colossal_llama.data.engine import DIED, _init_worker, _tokenizers_quiet_in_children
+from colossal_llama.data.engine import DIED, _init_worker
+from colossal_llama.tokenizer.encoder import single_threaded
 from colossal_llama.errors import ConfigError, DataError, WorkerDied
 
 RAY_RETRIES = 3
@@ -123,7 +124,7 @@ class RayEngine:
         if not ray.is_initialized():
             options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
             _check_answers(address)
-            with _tokenizers_quiet_in_children():  # ray.init forks (a local cluster's processes, too)
+            with single_threaded():  # ray.init forks (a local cluster's processes, too)
                 try:
                     ray.init(address=address, **options)
                 except ConnectionError as exc:

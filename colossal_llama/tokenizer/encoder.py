@@ -58,8 +58,9 @@ class FastEncoder:
 
 @contextlib.contextmanager
 def single_threaded():
-    """No Rayon thread pool for `tokenizers` calls inside: the parent's checks before forking
-    workers stay in one thread (a pool started there cost the SFT run 29 MB in the parent)."""
+    """TOKENIZERS_PARALLELISM=false inside: no Rayon thread pool for `tokenizers` calls (the parent's checks
+    before forking workers stay in one thread: a pool started there cost the SFT run 29 MB in the parent), and
+    processes started inside (a forked pool, Ray's) neither warn nor start threads of their own."""
     previous = os.environ.get("TOKENIZERS_PARALLELISM")
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     try:

@@ -58,6 +58,8 @@ setup(
             "colossal-llama-prepare-sft=colossal_llama.data.sft:main",
             "colossal-llama-inspect=colossal_llama.data.inspect_rows:main",
             "colossal-llama-init-tokenizer=colossal_llama.tokenizer.init_tokenizer:main",
+            # its earlier name, kept for the scripts that call it
+            "colossal-llama-expand-tokenizer=colossal_llama.tokenizer.init_tokenizer:main",
             "colossal-llama-init-model=colossal_llama.model.init_model:main",
             "colossal-llama-train=colossal_llama.training.cli:main",
             "colossal-llama-run-recipe=colossal_llama.stages.__main__:main",

@@ -265,3 +265,52 @@ def test_tolerated_line_variants(sp_tokenizer_dir, tmp_path):
     assert manifest["totals"]["records"] == 3
     assert manifest["totals"]["blank_lines"] == 2
     assert manifest["inputs"][0]["lines"] == 5
+
+
+def test_rejected_records_in_line_order_whatever_the_chunking(sp_tokenizer_dir, tmp_path):
+    """Bad lines found while parsing and while tokenizing are written in line order, so rejected.jsonl is the
+    same bytes for any chunking (chunks follow --num_workers); raise mode names the first bad line."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    lines = []
+    for i in range(6000):  # a special-token target (found by the tokenizer) before a broken line (found by parsing)
+        lines.append(json.dumps({"source": "", "target": f"a </s> b {i}", "category": "c"}) if i % 2 == 0
+                     else '{"oops' if i % 3 else json.dumps({"source": "", "target": f"fine {i}", "category": "c"}))
+    (inputs / "a.jsonl").write_text("\n".join(lines) + "\n")
+    written = []
+    for chunk_bytes in (1 << 20, 2048):
+        out = tmp_path / f"out{chunk_bytes}"
+        prepare_pretrain_dataset(config(sp_tokenizer_dir, [inputs], out, on_error="skip", chunk_bytes=chunk_bytes,
+                                        max_length=64, num_spliced_dataset_bins=1))
+        rejected = (out / "rejected.jsonl").read_text()
+        numbers = [json.loads(line)["line"] for line in rejected.splitlines()]
+        assert numbers == sorted(numbers) and len(numbers) > 3000
+        written.append(rejected)
+    assert written[0] == written[1]
+    with pytest.raises(DataError, match=r"a.jsonl:1: .*</s>"):  # one worker: chunks in order (several: the
+        prepare_pretrain_dataset(config(sp_tokenizer_dir, [inputs], tmp_path / "raise", chunk_bytes=2048,  # first
+                                        num_workers=1))  # chunk to finish reports its first bad line)
+
+
+def test_local_workers_die_with_the_run(tmp_path):
+    """A run killed with SIGKILL takes its forked workers with it (they hold its staging lock otherwise)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("from colossal_llama.data.engine import LocalEngine\n"
+              "import os, sys, time\n"
+              "engine = LocalEngine(2)\n"
+              "engine.start_workers()\n"
+              "print(' '.join(str(p) for p in engine.pool._processes), flush=True)\n"
+              "time.sleep(60)\n")
+    run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    workers = [int(p) for p in run.stdout.readline().split()]
+    assert len(workers) == 2 and all(os.path.exists(f"/proc/{p}") for p in workers)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    deadline = time.time() + 10
+    while any(os.path.exists(f"/proc/{p}") for p in workers) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not any(os.path.exists(f"/proc/{p}") for p in workers)

@@ -20,6 +20,9 @@ import runpy
 import sys
 
 import pytest
+# loaded before any script runs here: a prepare script's `skip_torch_import` (USE_TORCH=0) then leaves this
+# process alone, instead of transformers marking torch unavailable for every test after it
+import transformers  # noqa: F401
 
 from helpers import REPO
 
@@ -70,6 +73,7 @@ SCRIPTS, MODULES = shipped_commands()
 # every command a user runs, installed as `colossal-llama-<verb>` (an installed package has no checkout scripts)
 COMMANDS = {"prepare-pretrain": "colossal_llama.data.pretrain", "prepare-sft": "colossal_llama.data.sft",
             "inspect": "colossal_llama.data.inspect_rows", "init-tokenizer": "colossal_llama.tokenizer.init_tokenizer",
+            "expand-tokenizer": "colossal_llama.tokenizer.init_tokenizer",  # the earlier name of init-tokenizer
             "init-model": "colossal_llama.model.init_model", "train": "colossal_llama.training.cli",
             "run-recipe": "colossal_llama.stages.__main__", "report": "colossal_llama.stages.report",
             "generate": "colossal_llama.inference.generate", "chat": "colossal_llama.inference.chat",

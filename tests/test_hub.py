@@ -123,3 +123,18 @@ def test_a_recipe_starts_from_an_id_in_the_cache(tmp_path, cached_tiny):
     with pytest.raises(RecipeError, match=r"stages\[0\] \(a\)\.start\.model: org/absent: no such folder, and no "
                                           r"snapshot of it in the Hugging Face cache"):
         load_recipe(write_recipe(tmp_path, recipe), str(tmp_path / "run"))
+
+
+def test_a_recipe_id_is_not_a_folder_of_the_current_directory(tmp_path, monkeypatch, cached_tiny):
+    """`start: {model: org/tiny}`: the recipe's folder, else the cache; a folder `org/tiny` under the current
+    directory is neither (the trainer runs elsewhere)."""
+    from colossal_llama.stages.recipe import load_recipe
+    from test_stages import base_recipe, write_recipe
+
+    elsewhere = tmp_path / "cwd"
+    (elsewhere / "org" / "tiny").mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    recipe_dir = tmp_path / "recipes"
+    recipe_dir.mkdir()
+    loaded = load_recipe(write_recipe(recipe_dir, base_recipe("org/tiny")), str(tmp_path / "run"))
+    assert loaded.stages[0].start.model == cached_tiny

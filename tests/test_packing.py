@@ -309,3 +309,82 @@ def test_spill_pages_are_released_above_the_budget(tmp_path, monkeypatch):
     monkeypatch.setattr(SpillReader, "MAPPED_BUDGET", 1 << 20)
     reader.release()
     assert rss() < read - (32 << 20)
+
+
+def test_overlapping_attempts_publish_whole_files(tmp_path):
+    """A task retried while an earlier attempt still runs (Ray lost its node): each attempt writes names of its own
+    and renames them at the end, so a reader of the first attempt's files keeps its full data, the final files are
+    complete and the same, and no attempt leaves temporaries (a failed one removes its own)."""
+    import filecmp
+    import threading
+
+    from colossal_llama.data.bucket_writer import WriteSettings, write_bucket
+    from colossal_llama.data.mapstep import _ChunkSpill, spill_path
+    from colossal_llama.data.spill import load_arrays, save_arrays
+
+    # map step: attempt 1 finishes, a reader maps its ids; attempt 2 writes the same chunk, then a failed attempt 3
+    spill = str(tmp_path / "spill")
+    os.makedirs(spill)
+    ids = np.arange(1 << 16, dtype=np.int32)
+
+    def map_attempt(fail=False):
+        chunk = _ChunkSpill(spill, 7)
+        try:
+            chunk.files["ids"].write(ids)
+            chunk.files["trained"].write(np.ones(len(ids), dtype=np.uint8))
+            chunk.files["docs"].write(np.array([[0, len(ids)]], dtype=np.int64))
+            if fail:
+                raise RuntimeError("worker lost")
+        finally:
+            chunk.close()
+
+    map_attempt()
+    mapped = np.memmap(spill_path(spill, 7, "ids"), dtype=np.int32, mode="r")
+    second = _ChunkSpill(spill, 7)  # open, not yet written: the first attempt's files are untouched
+    assert os.path.getsize(spill_path(spill, 7, "ids")) == ids.nbytes
+    second.files["ids"].write(ids)
+    second.files["trained"].write(np.ones(len(ids), dtype=np.uint8))
+    second.files["docs"].write(np.array([[0, len(ids)]], dtype=np.int64))
+    second.close()
+    with pytest.raises(RuntimeError):
+        map_attempt(fail=True)
+    assert (mapped == ids).all()
+    assert (np.fromfile(spill_path(spill, 7, "ids"), dtype=np.int32) == ids).all()
+    assert sorted(os.listdir(spill)) == [f"c000007.{s}" for s in ("docs", "ids", "trained")]
+    del mapped
+
+    # plan task: concurrent saves of the same arrays; a mapped load of an earlier one stays whole
+    save_arrays(spill, "g000001", {"pieces": ids})
+    (loaded,) = load_arrays(spill, "g000001", "pieces")
+    threads = [threading.Thread(target=save_arrays, args=(spill, "g000001", {"pieces": ids})) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert (loaded == ids).all() and (load_arrays(spill, "g000001", "pieces")[0] == ids).all()
+    assert [n for n in os.listdir(spill) if n.startswith(".")] == []
+
+    # write step: every bucket written by two concurrent attempts, then once more after both finished
+    arrow, parts, plan, _ = reduce_fake(tmp_path, "one", 64, 3, 5, across_categories=True)
+    again = str(tmp_path / "again")
+    os.makedirs(again)
+    settings = WriteSettings(plan.settings, again, "identity")
+    got: dict = {}
+
+    def write_attempt(task, key):
+        got[key] = write_bucket(task, settings)
+
+    threads = [threading.Thread(target=write_attempt, args=(task, (task.bucket, n)))
+               for task in plan.buckets for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for task in plan.buckets:
+        late = write_bucket(task, settings)  # the part is there: this attempt's copy is dropped
+        assert got[task.bucket, 0] == got[task.bucket, 1] == late == parts[task.bucket]
+    assert sorted(os.listdir(again)) == sorted(os.listdir(arrow))  # no attempt's folder is left
+    for part in os.listdir(arrow):
+        files = sorted(os.listdir(os.path.join(arrow, part)))
+        assert files == sorted(os.listdir(os.path.join(again, part)))
+        assert filecmp.cmpfiles(os.path.join(arrow, part), os.path.join(again, part), files, shallow=False)[0] == files

@@ -394,6 +394,13 @@ def test_ray_address_where_nothing_answers(tmp_path, sp_tokenizer_dir, capsys):
     assert capsys.readouterr().err.splitlines()[-1].startswith(f"error: --ray_address {address}: no Ray cluster "
                                                                "answers there")
     assert os.listdir(tmp_path) == []
+    for malformed in ("headnode", "http://127.0.0.1:5"):  # ray.init would raise a multi-line ValueError
+        assert main(["--data_input_dirs", PRETRAIN, "--tokenizer_dir", sp_tokenizer_dir, "--data_output_dirs",
+                     str(out), "--engine", "ray", "--ray_address", malformed]) == 2
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            f"error: --ray_address {malformed}: give `auto`, the head node's HOST:PORT (`ray start --head --port "
+            "PORT`) or ray://HOST:PORT")
+    assert os.listdir(tmp_path) == []
 
 
 def test_engine_settings_change_no_byte(tmp_path, monkeypatch, sp_tokenizer_dir):

@@ -63,6 +63,9 @@ def _set(recipe: dict, dotted: str, value):
 
 
 BAD = [
+    ("launcher.command", None, "launcher.command: expected str, got None"),
+    ("launcher.nproc_per_node", 0, "launcher.nproc_per_node: Input should be greater than or equal to 1"),
+    ("stages.0.data", {}, "stages[0] (a).data: Dictionary should have at least 1 item"),
     ("stagez", [], "recipe.yaml: stagez: unknown key"),
     ("stages.0.epochs", 3, "stages[0].epochs: unknown key"),
     ("stages.1.train.lrr", 1.0, "stages[1] (b).train.lrr: unknown key"),
@@ -509,6 +512,12 @@ def test_benchmarks_are_filled_in_where_missing_and_reported(tmp_path, tiny_mode
     recipe["benchmarks"] = [str(two_choices)]  # other questions: every label again
     run_recipe(load_recipe(write_recipe(tmp_path, recipe), run))
     assert len(calls) == 7
+    recipe["stages"][1]["train"]["max_steps"] = 13  # stage b trained again with other settings: its export is
+    retrained = load_recipe(write_recipe(tmp_path, recipe), run)  # another model, evaluated again (b alone)
+    with open(os.path.join(stage_dir(retrained, retrained.stages[1]), "done.json"), "w") as f:
+        json.dump({"key": stage_keys(retrained)["b"], "seconds": 1.0}, f)
+    run_recipe(retrained)
+    assert len(calls) == 8 and calls[-1].endswith(os.path.join("02-b", "model"))
 
     report = open(write_report(run)).read()
     assert "## Benchmarks" in report and "| b | 2 | " in report and "![benchmark accuracy per stage]" in report

@@ -7,7 +7,10 @@ categories it packs them here: the bucket is that plan's unit), puts the rows
 in the bucket's seeded order, gathers their tokens from the spill batch by
 batch and writes them with `shards.RowWriter` under the part name the plan
 fixed. It returns the part's manifest entry. Rewriting a part gives the same
-bytes, so a task that Ray retries is harmless. A task holds its bucket's
+bytes, and each attempt writes a folder of its own that it renames to the
+part's name at the end (the first attempt to finish wins; see `RowWriter`),
+so a task that Ray retries, even one overlapping an earlier attempt still
+running, is harmless. A task holds its bucket's
 pieces (42 bytes each, and 8 per row) and one batch of rows' tokens.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from collections import Counter
 from dataclasses import dataclass
 
@@ -119,12 +123,16 @@ def write_bucket(task: BucketTask, settings: WriteSettings) -> dict:
     fingerprint = hashlib.sha256(f"{settings.identity}/{task.bucket}".encode()).hexdigest()[:16]
     writer = RowWriter(os.path.join(settings.arrow_dir, task.part), fingerprint, segment_categories=s.across)
     stats: dict = {}
-    with task_reader(s.spill_dir) as reader:
-        for start in range(0, len(rows), BATCH_ROWS):
-            writer.write(*_gather_rows(pieces, rows, start, min(start + BATCH_ROWS, len(rows)), s.names, reader,
-                                       stats))
-            reader.release()
-    files = writer.close()
+    try:
+        with task_reader(s.spill_dir) as reader:
+            for start in range(0, len(rows), BATCH_ROWS):
+                writer.write(*_gather_rows(pieces, rows, start, min(start + BATCH_ROWS, len(rows)), s.names,
+                                           reader, stats))
+                reader.release()
+        files = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
     return {"part": f"arrow/{task.part}", "bucket": task.bucket, "files": files, "rows": writer.rows,
             "categories": stats}
 
@@ -142,4 +150,7 @@ def write_buckets(engine, plan: BucketPlan, arrow_dir: str, identity: str, on_pa
             parts.append(part)
             if on_part:
                 on_part(part)
+    for name in os.listdir(arrow_dir):  # the folders of attempts whose worker died mid-write (Ray reran them)
+        if name.startswith(".part-"):
+            shutil.rmtree(os.path.join(arrow_dir, name), ignore_errors=True)
     return sorted(parts, key=lambda part: part["bucket"])

@@ -49,6 +49,16 @@ def _init_worker() -> None:
     os.environ.update(WORKER_ENV)
 
 
+def _init_pool_worker() -> None:
+    """A local worker dies with the process that forked it: killed with it (out of memory, `kill -9`), it
+    would otherwise live on under init holding the output's staging lock it inherited, so no later run could
+    clean that staging folder up."""
+    from colossal_llama.lifeline import die_with_parent
+
+    _init_worker()
+    die_with_parent()
+
+
 def worker_pool(workers: int) -> ProcessPoolExecutor | None:
     """A process pool (or None for in-process work), its workers already started.
 
@@ -66,7 +76,7 @@ def worker_pool(workers: int) -> ProcessPoolExecutor | None:
     if workers <= 1:
         return None
     method = "fork" if sys.platform.startswith("linux") else "spawn"
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_init_worker)
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_init_pool_worker)
     with single_threaded():  # `tokenizers` then neither warns nor starts threads in the forked children
         pool.submit(os.getpid).result()  # with fork, the first task starts every worker
     return pool

@@ -22,8 +22,11 @@ Workers need only numpy and `tokenizers` or `sentencepiece`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -91,17 +94,42 @@ def release_encoder(spec) -> None:
 
 
 class _ChunkSpill:
-    """Open spill files of one chunk, appended to batch by batch."""
+    """Open spill files of one chunk, appended to batch by batch.
+
+    Ray may retry a chunk while an earlier attempt still runs (on a node it
+    lost contact with), so an attempt writes names of its own
+    (`.c000001.ids.<pid>-<token>`) and `close()` renames them to the final
+    names only when the chunk succeeded: an identical later rename leaves a
+    reader of the earlier files on their inode (no truncated file, no SIGBUS
+    under a map). A failed attempt removes its files.
+    """
 
     def __init__(self, spill_dir: str, index: int):
-        self.files = {s: open(spill_path(spill_dir, index, s), "wb") for s in ("ids", "trained", "docs")}
-        self.rejected = None
         self.spill_dir, self.index = spill_dir, index
+        self._attempt = f"{os.getpid()}-{secrets.token_hex(6)}"
+        self._outer = sys.exc_info()[1]  # handled where the chunk started: not a failure of the chunk
+        self._written: list[str] = []  # suffixes with a file under this attempt's name
+        self.files: dict = {}
+        self.rejected = None
+        try:
+            for s in ("ids", "trained", "docs"):
+                self.files[s] = self._open(s, "wb")
+        except BaseException:
+            self.close(failed=True)
+            raise
+
+    def _temporary(self, suffix: str) -> str:
+        return os.path.join(self.spill_dir, f".c{self.index:06d}.{suffix}.{self._attempt}")
+
+    def _open(self, suffix: str, mode: str, **kwargs):
+        f = open(self._temporary(suffix), mode, **kwargs)
+        self._written.append(suffix)
+        return f
 
     def reject(self, path: str, line: int, bad: BadRecord, raw: bytes | OversizedLine) -> None:
         """Write a rejected.jsonl entry; an oversized line only as the prefix that was kept."""
         if self.rejected is None:
-            self.rejected = open(spill_path(self.spill_dir, self.index, "rejected.jsonl"), "w", encoding="utf-8")
+            self.rejected = self._open("rejected.jsonl", "w", encoding="utf-8")
         entry = {"file": path, "line": line, "reason": bad.reason, "message": bad.message}
         if isinstance(raw, OversizedLine):
             entry.update(record_truncated=True, record_bytes=raw.size)
@@ -109,11 +137,30 @@ class _ChunkSpill:
         entry["record"] = raw.decode("utf-8", errors="replace")
         self.rejected.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
-    def close(self) -> None:
-        for f in self.files.values():
-            f.close()
-        if self.rejected is not None:
-            self.rejected.close()
+    def close(self, failed: bool | None = None) -> None:
+        """Close the files, then rename them to their final names, or remove them if the chunk failed.
+
+        Args:
+            failed: whether the chunk failed; None: it did if an exception is on its way out (`close` runs
+                in the `finally` of the chunk's work).
+        """
+        if failed is None:
+            failed = sys.exc_info()[1] not in (None, self._outer)
+        try:
+            for f in [*self.files.values(), self.rejected]:
+                if f is not None:
+                    f.close()
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            written, self._written = self._written, []
+            for suffix in written:
+                if failed:
+                    with contextlib.suppress(OSError):
+                        os.remove(self._temporary(suffix))
+                else:
+                    os.replace(self._temporary(suffix), spill_path(self.spill_dir, self.index, suffix))
 
 
 def _parse_lines(lines, first_line: int, chunk: InputChunk, kind, result: ChunkResult, on_bad):
@@ -154,22 +201,29 @@ def map_chunk(chunk: InputChunk, settings: MapSettings) -> ChunkResult:
     category_index: dict[str, int] = {}
     spill = _ChunkSpill(settings.spill_dir, chunk.index)
 
-    def on_bad(line: int, bad: BadRecord, raw: bytes, category: str | None) -> None:
-        if settings.on_error == "raise":
-            raise ChunkBadRecord(chunk.path, chunk.start, line, bad.reason, bad.message)
-        result.rejected[category or "<unknown>", bad.reason] += 1
-        spill.reject(chunk.path, line, bad, raw)
+    def reject(bads: list) -> None:
+        """A batch's bad records in line order, whichever step found them: the first one raised, or each
+        counted and written to rejected.jsonl (so neither depends on where batches or chunks begin)."""
+        bads.sort(key=lambda b: b[0])
+        for line, bad, raw, category in bads:
+            if settings.on_error == "raise":
+                raise ChunkBadRecord(chunk.path, chunk.start, line, bad.reason, bad.message)
+            result.rejected[category or "<unknown>", bad.reason] += 1
+            spill.reject(chunk.path, line, bad, raw)
 
     try:
         for lines in iter_chunk_lines(chunk, settings.max_record_bytes):
             first_line = result.lines + 1
             result.lines += len(lines)
-            payloads, categories, where = _parse_lines(lines, first_line, chunk, settings.kind, result, on_bad)
+            bads: list = []
+            payloads, categories, where = _parse_lines(lines, first_line, chunk, settings.kind, result,
+                                                       lambda *bad: bads.append(bad))
             if not payloads:
+                reject(bads)
                 continue
             batch = settings.kind.tokenize(payloads, encoder, settings.info)
-            for doc, bad in sorted(batch.rejected.items()):
-                on_bad(where[doc][0], bad, where[doc][1], categories[doc])
+            bads += [(where[doc][0], bad, where[doc][1], categories[doc]) for doc, bad in batch.rejected.items()]
+            reject(bads)
             for doc, reason in batch.dropped.items():
                 result.dropped[categories[doc], reason] += 1
             result.stats.update(batch.stats)

@@ -32,6 +32,9 @@ def _unwrapped(exc):
         return exc.cause
     if isinstance(exc, (rex.WorkerCrashedError, rex.NodeDiedError, rex.OutOfMemoryError, rex.TaskCancelledError)):
         return WorkerDied(f"{DIED} ({type(exc).__name__} after {RAY_RETRIES} retries)")
+    if isinstance(exc, rex.RayError):  # the cluster lost an object, an owner, its store filled up ...
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        return WorkerDied(f"the Ray cluster failed a data preparation task ({type(exc).__name__}: {first})")
     return exc
 
 
@@ -101,8 +104,11 @@ def _check_answers(address: str, timeout: float = 10.0) -> None:
     Raises:
         ConfigError: naming the address, when nothing listens there.
     """
-    if address == "auto" or "://" in address or ":" not in address:
+    if address == "auto" or address.startswith("ray://"):
         return  # `auto` finds the cluster itself; `ray://` goes through Ray's client
+    if "://" in address or ":" not in address:
+        raise ConfigError(f"--ray_address {address}: give `auto`, the head node's HOST:PORT (`ray start --head "
+                          "--port PORT`) or ray://HOST:PORT")
     host, _, port = address.rpartition(":")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):

@@ -12,8 +12,11 @@ timestamps, a fingerprint derived from the content's identity.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import secrets
+import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -83,6 +86,13 @@ class RowWriter:
     rows, `row_lengths` (tokens per row), `seq_lengths` flat with
     `row_segments` (segments per row), and the category of every row; with
     `segment_categories=True` also the category of every segment, flat.
+
+    The folder is written as `.NAME.<pid>-<token>` beside it and renamed to
+    `folder` by `close()`, in one step: a task that Ray retries while an
+    earlier attempt still runs never writes into a folder another attempt
+    writes or has finished. If `folder` is already there (another attempt
+    finished first, with the same bytes), this attempt's copy is deleted.
+    `abort()` deletes it after a failure.
     """
 
     def __init__(self, folder: str, fingerprint: str, max_shard_bytes: int = MAX_SHARD_BYTES,
@@ -96,10 +106,19 @@ class RowWriter:
         self.rows = 0
         self._sink = None
         self._writer = None
-        os.makedirs(folder, exist_ok=True)
+        parent, name = os.path.split(os.path.normpath(folder))
+        self._work = os.path.join(parent, f".{name}.{os.getpid()}-{secrets.token_hex(6)}")
+        os.makedirs(self._work)
+
+    def abort(self) -> None:
+        """Delete this attempt's folder (after a failure; the final folder is not touched)."""
+        try:
+            self._close_file()
+        finally:
+            shutil.rmtree(self._work, ignore_errors=True)
 
     def _open(self) -> None:
-        path = os.path.join(self.folder, f"part{len(self.files):05d}.arrow.partial")
+        path = os.path.join(self._work, f"part{len(self.files):05d}.arrow.partial")
         self.files.append(path)
         self._sink = pa.OSFile(path, "wb")
         self._writer = pa.ipc.new_stream(self._sink, self.schema)
@@ -135,7 +154,7 @@ class RowWriter:
         self._close_file()
         names = [f"data-{i:05d}-of-{len(self.files):05d}.arrow" for i in range(len(self.files))]
         for path, name in zip(self.files, names):
-            os.replace(path, os.path.join(self.folder, name))
+            os.replace(path, os.path.join(self._work, name))
         state = {
             "_data_files": [{"filename": n} for n in names],
             "_fingerprint": self.fingerprint,
@@ -145,12 +164,18 @@ class RowWriter:
             "_output_all_columns": False,
             "_split": None,
         }
-        with open(os.path.join(self.folder, "state.json"), "w", encoding="utf-8") as f:
+        with open(os.path.join(self._work, "state.json"), "w", encoding="utf-8") as f:
             json.dump(state, f, indent=2, sort_keys=True)
         features = MIXED_ROW_FEATURES if self.segment_categories else ROW_FEATURES
         info = {"citation": "", "description": "", "features": features, "homepage": "", "license": ""}
-        with open(os.path.join(self.folder, "dataset_info.json"), "w", encoding="utf-8") as f:
+        with open(os.path.join(self._work, "dataset_info.json"), "w", encoding="utf-8") as f:
             json.dump(info, f, indent=2)
+        try:
+            os.rename(self._work, self.folder)  # replaces no folder but an empty one
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            shutil.rmtree(self._work, ignore_errors=True)  # another attempt's folder, the same bytes
         return names
 
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import mmap
 import os
-from contextlib import contextmanager
+import secrets
+from contextlib import contextmanager, suppress
 
 import numpy as np
 
@@ -137,13 +138,21 @@ def chunk_documents(spill_dir: str, chunk: int) -> tuple[np.ndarray, np.ndarray,
 
 
 def save_arrays(folder: str, stem: str, arrays: dict[str, np.ndarray]) -> None:
-    """`folder/stem.NAME.npy` per array, each written under a temporary name first (a retried task rewrites
-    them whole)."""
+    """`folder/stem.NAME.npy` per array, each written under a temporary name of this attempt first, then
+    renamed (a retried task may overlap an earlier attempt still running: each rewrites them whole, and a
+    reader of the earlier file keeps its inode)."""
+    attempt = f"{os.getpid()}-{secrets.token_hex(6)}"
     for name, values in arrays.items():
         path = os.path.join(folder, f"{stem}.{name}.npy")
-        with open(path + ".partial", "wb") as f:
-            np.save(f, values)
-        os.replace(path + ".partial", path)
+        temporary = os.path.join(folder, f".{stem}.{name}.npy.{attempt}")
+        try:
+            with open(temporary, "wb") as f:
+                np.save(f, values)
+            os.replace(temporary, path)
+        except BaseException:
+            with suppress(OSError):
+                os.remove(temporary)
+            raise
 
 
 def load_arrays(folder: str, stem: str, *names: str) -> list[np.ndarray]:

@@ -104,7 +104,7 @@ def evaluate_model(model_dir: str, task_paths: list[str], shots: int = 0, batch_
     from colossal_llama.inference.generation import load_for_inference
 
     questions = read_tasks(task_paths)  # bad input fails before the model loads
-    model, tokenizer = load_for_inference(model_dir, device, dtype)
+    model, tokenizer = load_for_inference(model_dir, device, dtype, flag="--model")
     results = evaluate_loaded(model, tokenizer, questions, shots, batch_size, chat, row_tokens, progress)
     results["settings"].update(model=model_dir, tasks=list(task_paths), device=str(model.device),
                                dtype=str(model.dtype).replace("torch.", ""))

@@ -116,7 +116,7 @@ def forward_rows(model, rows: list[list[Segment]], pad_id: int) -> list[tuple[in
     device, dtype = model.device, model.dtype
     input_ids, positions, mask, targets = build_batch(rows, pad_id, dtype)
     hidden = model.base_model(input_ids=input_ids.to(device), position_ids=positions.to(device),
-                              attention_mask=mask.to(device)).last_hidden_state
+                              attention_mask=mask.to(device), use_cache=False).last_hidden_state  # no KV cache
     rows_index = torch.tensor([b for _, _, b, cols, _ in targets for _ in cols], device=device)
     cols_index = torch.tensor([c for *_, cols, _ in targets for c in cols], device=device)
     token_ids = torch.tensor([i for *_, ids in targets for i in ids], device=device)

@@ -35,14 +35,15 @@ _UNSETTLED_TAIL = re.compile(r"[\s\ufffd]+$")  # trailing spaces and partial cha
 _BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")  # a SentencePiece byte-fallback token
 
 
-def load_for_inference(model_dir: str, device: str | None = None,
-                       dtype: str | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_for_inference(model_dir: str, device: str | None = None, dtype: str | None = None,
+                       flag: str = "--model_dir") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """(model in eval mode, tokenizer) from an HF folder. device: default cuda when available,
-    else cpu; dtype: bf16, fp16 or fp32, default bf16 on cuda and fp32 on cpu."""
+    else cpu; dtype: bf16, fp16 or fp32, default bf16 on cuda and fp32 on cpu; flag: how the
+    caller's user named the model (in messages)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model_dir = resolve_model_dir(model_dir, "--model_dir", InferenceError)  # a folder, or a hub id in the cache
+    model_dir = resolve_model_dir(model_dir, flag, InferenceError)  # a folder, or a hub id in the cache
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
         raise InferenceError(f"{model_dir}: not a model folder (no config.json)")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

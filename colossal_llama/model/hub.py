@@ -60,14 +60,23 @@ def resolve_model_dir(name_or_path: str, flag: str, error: type[Exception] = Con
     named = f"{flag} {name_or_path}" if flag else name_or_path
     if not is_repo_id(name_or_path):
         raise error(f"{named}: folder does not exist")
+    return cached_snapshot(name_or_path, named, error)
+
+
+def cached_snapshot(repo_id: str, named: str, error: type[Exception] = ConfigError) -> str:
+    """The local cache's snapshot folder of hub id `repo_id` (main revision), never a folder of that name.
+
+    Raises:
+        error: `named: ...` when the cache holds no snapshot of it.
+    """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     cache = hub_cache()
     try:
-        return snapshot_download(name_or_path, cache_dir=cache, local_files_only=True)
+        return snapshot_download(repo_id, cache_dir=cache, local_files_only=True)
     except LocalEntryNotFoundError:
-        entry = "models--" + name_or_path.replace("/", "--")
+        entry = "models--" + repo_id.replace("/", "--")
         raise error(f"{named}: no such folder, and no snapshot of it in the Hugging Face cache {cache} ({entry}; "
                     "set by HF_HUB_CACHE or HF_HOME); nothing is downloaded: fetch it first with "
-                    f"`huggingface-cli download {name_or_path}`, or give a folder") from None
+                    f"`huggingface-cli download {repo_id}`, or give a folder") from None

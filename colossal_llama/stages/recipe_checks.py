@@ -22,7 +22,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from colossal_llama.config import coerce, field_types
 from colossal_llama.errors import ConfigError
-from colossal_llama.model.hub import is_repo_id, resolve_model_dir
+from colossal_llama.model.hub import cached_snapshot, is_repo_id
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MESSAGE_TYPES = ("recipe", "unknown_key")  # our own error types: the message is the whole text
@@ -117,8 +117,8 @@ def _model_dir(value: str, info) -> str:
     local = text if os.path.isabs(text) else os.path.join(info.context["base"], text)
     if os.path.exists(local) or not is_repo_id(text):
         return _folder(value, info)
-    try:
-        return resolve_model_dir(text, "", error=ValueError)
+    try:  # the id alone: a folder of that name under the current directory is not the recipe's
+        return cached_snapshot(text, text, error=ValueError)
     except ValueError as exc:
         if info.context["check_paths"]:
             raise problem(str(exc)) from None

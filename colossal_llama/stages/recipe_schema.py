@@ -44,15 +44,15 @@ EXPAND_KEYS = {"pieces": "expand_tokens_file", "from_spm": "expand_from_spm", "l
 class Launcher(Spec):
     """How the trainer is started (`launcher:`); flags of `python -m colossal_llama.stages` override it."""
 
-    command: Annotated[StrictStr, one_of(LAUNCHERS)] | None = "colossalai"
+    command: Annotated[StrictStr, one_of(LAUNCHERS)] = "colossalai"
     """colossalai (colossalai run), torchrun, or python (one process on this machine)."""
-    nproc_per_node: StrictInt | None = 1
+    nproc_per_node: Annotated[StrictInt, Field(ge=1)] = 1
     """Processes per node."""
     hostfile: Path | None = None
     """Hostfile of the nodes, for colossalai run."""
     master_addr: StrictStr | None = None
     """Address of the first node."""
-    master_port: StrictInt | None = None
+    master_port: Annotated[StrictInt, Field(ge=1, le=65535)] | None = None
     """None: a port free on this machine, picked for each stage (ports.free_port)."""
 
     @field_validator("hostfile", mode="before")
@@ -194,7 +194,7 @@ class StageSpec(Spec):
     """The stage's name (its folder is `NN-<name>`)."""
     start: Annotated[StartSpec, BeforeValidator(_previous)] = Field(None, validate_default=True)
     """Where the weights come from (see StartSpec)."""
-    data: dict[SourceKey, Weight]
+    data: Annotated[dict[SourceKey, Weight], Field(min_length=1)]
     """Source -> repeat factor (2 = twice, 0.5 = a seeded half)."""
     replay: Annotated[list[ReplaySpec], BeforeValidator(one_or_many)] = []
     """Earlier stages' rows to mix in again."""

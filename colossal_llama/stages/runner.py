@@ -198,10 +198,15 @@ def record_probes(recipe: Recipe, probes: dict, label: str, model_dir: str) -> N
 
 def benchmark(recipe: Recipe, stage: Stage | None, key: tuple[str, float]) -> None:
     """The recipe's benchmarks on the start model (`stage` None) or on a finished stage's export, unless
-    benchmarks.json holds them for these questions already (`key`: benchmarks.task_key)."""
+    benchmarks.json holds them for these questions and this model already (`key`: benchmarks.task_key; the
+    model: the stage's key, which changes when the stage would train otherwise, or the start's settings)."""
     from colossal_llama.stages.benchmarks import is_missing, load_benchmarks, record_benchmarks
 
     benchmarks, label = load_benchmarks(recipe.run_dir), "start" if stage is None else stage.name
+    model_key = (stage_keys(recipe)[stage.name] if stage is not None else
+                 hashlib.sha256(json.dumps(asdict(recipe.stages[0].start), sort_keys=True, default=str)
+                                .encode()).hexdigest()[:16])
+    key = (f"{key[0]}/{model_key}", key[1])
     if is_missing(benchmarks, label, key[0]):
         first = recipe.stages[0]
         model = start_model(recipe, first) if stage is None else export_of(recipe, stage.name)

@@ -20,11 +20,12 @@ import runpy
 import sys
 
 import pytest
-# loaded before any script runs here: a prepare script's `skip_torch_import` (USE_TORCH=0) then leaves this
-# process alone, instead of transformers marking torch unavailable for every test after it
-import transformers  # noqa: F401
 
 from helpers import REPO
+
+# loaded before any script runs here: a prepare script's `skip_torch_import` (USE_TORCH=0) then leaves this
+# process alone, instead of transformers marking torch unavailable for every test after it
+importlib.import_module("transformers")
 
 SKIP_DIRS = {"tests", ".venv", ".git", "runs", "build"}
 MAIN_GUARD = re.compile(r"^if __name__ == [\"']__main__[\"']:", re.M)

@@ -335,8 +335,10 @@ def test_overlapping_attempts_publish_whole_files(tmp_path):
             chunk.files["docs"].write(np.array([[0, len(ids)]], dtype=np.int64))
             if fail:
                 raise RuntimeError("worker lost")
-        finally:
-            chunk.close()
+        except RuntimeError:
+            chunk.close(failed=True)
+            raise
+        chunk.close(failed=False)
 
     map_attempt()
     mapped = np.memmap(spill_path(spill, 7, "ids"), dtype=np.int32, mode="r")
@@ -345,7 +347,7 @@ def test_overlapping_attempts_publish_whole_files(tmp_path):
     second.files["ids"].write(ids)
     second.files["trained"].write(np.ones(len(ids), dtype=np.uint8))
     second.files["docs"].write(np.array([[0, len(ids)]], dtype=np.int64))
-    second.close()
+    second.close(failed=False)
     with pytest.raises(RuntimeError):
         map_attempt(fail=True)
     assert (mapped == ids).all()

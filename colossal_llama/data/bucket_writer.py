@@ -16,7 +16,6 @@ pieces (42 bytes each, and 8 per row) and one batch of rows' tokens.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from collections import Counter
@@ -28,7 +27,7 @@ from colossal_llama.data.buckets import DROP_ALL_MASKED, BucketPlan, BucketTask,
 from colossal_llama.data.packing import Rows, best_fit_decreasing
 from colossal_llama.data.rng import derived_rng
 from colossal_llama.data.segments import row_category
-from colossal_llama.data.shards import BATCH_ROWS, RowWriter
+from colossal_llama.data.shards import BATCH_ROWS, RowWriter, part_fingerprint
 from colossal_llama.data.spill import SpillReader, load_arrays, shared_reader, task_reader
 
 
@@ -120,8 +119,8 @@ def write_bucket(task: BucketTask, settings: WriteSettings) -> dict:
     s = settings.plan
     pieces, rows = bucket_rows(task, s)
     rows = rows.take(derived_rng(s.seed, "bucket", task.bucket).permutation(len(rows)))
-    fingerprint = hashlib.sha256(f"{settings.identity}/{task.bucket}".encode()).hexdigest()[:16]
-    writer = RowWriter(os.path.join(settings.arrow_dir, task.part), fingerprint, segment_categories=s.across)
+    writer = RowWriter(os.path.join(settings.arrow_dir, task.part), part_fingerprint(settings.identity, task.bucket),
+                       segment_categories=s.across)
     stats: dict = {}
     try:
         with task_reader(s.spill_dir) as reader:

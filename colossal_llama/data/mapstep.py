@@ -26,7 +26,6 @@ import contextlib
 import json
 import os
 import secrets
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -107,7 +106,6 @@ class _ChunkSpill:
     def __init__(self, spill_dir: str, index: int):
         self.spill_dir, self.index = spill_dir, index
         self._attempt = f"{os.getpid()}-{secrets.token_hex(6)}"
-        self._outer = sys.exc_info()[1]  # handled where the chunk started: not a failure of the chunk
         self._written: list[str] = []  # suffixes with a file under this attempt's name
         self.files: dict = {}
         self.rejected = None
@@ -137,15 +135,8 @@ class _ChunkSpill:
         entry["record"] = raw.decode("utf-8", errors="replace")
         self.rejected.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
-    def close(self, failed: bool | None = None) -> None:
-        """Close the files, then rename them to their final names, or remove them if the chunk failed.
-
-        Args:
-            failed: whether the chunk failed; None: it did if an exception is on its way out (`close` runs
-                in the `finally` of the chunk's work).
-        """
-        if failed is None:
-            failed = sys.exc_info()[1] not in (None, self._outer)
+    def close(self, failed: bool) -> None:
+        """Close the files, then rename them to their final names, or remove them if the chunk failed."""
         try:
             for f in [*self.files.values(), self.rejected]:
                 if f is not None:
@@ -239,8 +230,10 @@ def map_chunk(chunk: InputChunk, settings: MapSettings) -> ChunkResult:
             spill.files["docs"].write(docs)
             result.records += len(batch.kept)
             result.tokens += int(batch.lengths.sum())
-    finally:
-        spill.close()
+    except BaseException:
+        spill.close(failed=True)
+        raise
+    spill.close(failed=False)
     result.categories = list(category_index)
     return result
 

@@ -26,7 +26,6 @@ that holds the same mixture is kept, any other is replaced.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from collections import Counter
@@ -40,7 +39,7 @@ from colossal_llama import __version__
 from colossal_llama.data.manifest import fill_ratio, json_digest, parts_of, read_manifest, write_manifest
 from colossal_llama.data.rng import derived_rng
 from colossal_llama.data.segments import SEGMENT_CATEGORIES
-from colossal_llama.data.shards import BATCH_ROWS, RowWriter, read_rows
+from colossal_llama.data.shards import BATCH_ROWS, RowWriter, part_fingerprint, read_rows
 from colossal_llama.errors import DataError
 from colossal_llama.outputs import staged_output
 
@@ -135,8 +134,7 @@ def _write_buckets(arrow: str, tables: list[pa.Table], rows: list[np.ndarray], b
         if not any(len(s[k]) for s in slices):
             continue
         name = f"part-{len(parts):05d}"
-        fingerprint = hashlib.sha256(f"{key}/{k}".encode()).hexdigest()[:16]
-        writer = RowWriter(os.path.join(arrow, name), fingerprint, segment_categories=mixed)
+        writer = RowWriter(os.path.join(arrow, name), part_fingerprint(key, k), segment_categories=mixed)
         stats: dict[str, Counter] = {}
         for table, own in zip(tables, slices):
             _write_rows(writer, table, own[k], stats)

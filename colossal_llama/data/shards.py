@@ -13,6 +13,7 @@ timestamps, a fingerprint derived from the content's identity.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import secrets
@@ -77,6 +78,11 @@ def _list_array(values: pa.Array, lengths: np.ndarray) -> pa.Array:
     offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
     return pa.ListArray.from_arrays(_int32_array(offsets), values)
+
+
+def part_fingerprint(identity: str, bucket: int) -> str:
+    """The datasets fingerprint of bucket `bucket`'s part, from what names the whole output (`identity`)."""
+    return hashlib.sha256(f"{identity}/{bucket}".encode()).hexdigest()[:16]
 
 
 class RowWriter:

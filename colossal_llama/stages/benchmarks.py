@@ -20,11 +20,11 @@ them never reruns a stage.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
 
+from colossal_llama.data.manifest import json_digest
 from colossal_llama.outputs import write_json
 from colossal_llama.stages.recipe import Recipe
 
@@ -44,9 +44,8 @@ def task_key(paths: list[str], shots: int) -> tuple[str, float]:
     questions = read_tasks(paths)
     asked = [(q.file, q.subject, q.question, q.choices, q.answer,
               [(d.question, d.choices, d.answer) for d in q.dev[:shots]]) for q in questions]
-    blob = json.dumps({"shots": shots, "questions": asked}, ensure_ascii=False)
     chance = sum(1 / len(q.choices) for q in questions) / len(questions)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16], round(chance, 4)
+    return json_digest({"shots": shots, "questions": asked}), round(chance, 4)
 
 
 def load_benchmarks(run_dir: str) -> dict:

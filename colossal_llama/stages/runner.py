@@ -29,7 +29,7 @@ import shlex
 import time
 from dataclasses import asdict
 
-from colossal_llama.data.manifest import parts_of
+from colossal_llama.data.manifest import json_digest, parts_of
 from colossal_llama.data.mixtures import MixPart, build_mixture, print_mixture
 from colossal_llama.errors import RecipeError, StageFailed
 from colossal_llama.outputs import replace_file, write_json
@@ -203,9 +203,7 @@ def benchmark(recipe: Recipe, stage: Stage | None, key: tuple[str, float]) -> No
     from colossal_llama.stages.benchmarks import is_missing, load_benchmarks, record_benchmarks
 
     benchmarks, label = load_benchmarks(recipe.run_dir), "start" if stage is None else stage.name
-    model_key = (stage_keys(recipe)[stage.name] if stage is not None else
-                 hashlib.sha256(json.dumps(asdict(recipe.stages[0].start), sort_keys=True, default=str)
-                                .encode()).hexdigest()[:16])
+    model_key = stage_keys(recipe)[stage.name] if stage is not None else json_digest(asdict(recipe.stages[0].start))
     key = (f"{key[0]}/{model_key}", key[1])
     if is_missing(benchmarks, label, key[0]):
         first = recipe.stages[0]

@@ -71,27 +71,42 @@ class BucketSampler(torch.utils.data.Sampler):
         self.epoch, self.position = epoch, position
 
 
+def document_ids(seq_lengths: list[list[int]], length: int) -> torch.Tensor:
+    """(B, length) int32: the index of the document holding each token; padding token j gets -(j + 1),
+    an id of its own, so it attends to itself only (no empty softmax row).
+
+        seq_lengths [[3, 2]], length 6  ->  [[0, 0, 0, 1, 1, -6]]
+    """
+    ids = -torch.arange(1, length + 1, dtype=torch.int32).repeat(len(seq_lengths), 1)
+    for b, lengths in enumerate(seq_lengths):
+        counts = torch.as_tensor(lengths, dtype=torch.int64)
+        ids[b, : int(counts.sum())] = torch.repeat_interleave(torch.arange(len(lengths), dtype=torch.int32), counts)
+    return ids
+
+
+def restarting_positions(seq_lengths: list[list[int]], length: int) -> torch.Tensor:
+    """(B, length) position ids that restart at 0 at every document; 0 on padding."""
+    positions = torch.zeros(len(seq_lengths), length, dtype=torch.long)
+    for b, lengths in enumerate(seq_lengths):
+        counts = torch.as_tensor(lengths, dtype=torch.int64)
+        starts = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+        positions[b, : len(starts)] = torch.arange(len(starts)) - starts
+    return positions
+
+
+def block_causal_mask(ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The additive (B, 1, L, L) mask of `document_ids`: 0 where query and key share a document and the key
+    is not later, the dtype's minimum elsewhere."""
+    length = ids.shape[1]
+    allowed = (ids[:, :, None] == ids[:, None, :]) & torch.ones(length, length, dtype=torch.bool).tril()
+    mask = torch.zeros(ids.shape[0], 1, length, length, dtype=dtype)
+    return mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
+
+
 def positions_and_mask(seq_lengths: list[list[int]], length: int, dtype: torch.dtype, with_mask: bool = True):
     """Per-document position ids (B, L) and the additive block-causal mask (B, 1, L, L) or None."""
-    batch = len(seq_lengths)
-    positions = torch.zeros(batch, length, dtype=torch.long)
-    if not with_mask:
-        for b, lengths in enumerate(seq_lengths):
-            positions[b, : sum(lengths)] = torch.cat([torch.arange(n) for n in lengths])
-        return positions, None
-    allowed = torch.zeros(batch, length, length, dtype=torch.bool)
-    causal = torch.ones(length, length, dtype=torch.bool).tril()
-    for b, lengths in enumerate(seq_lengths):
-        start = 0
-        for n in lengths:
-            positions[b, start : start + n] = torch.arange(n)
-            allowed[b, start : start + n, start : start + n] = causal[:n, :n]
-            start += n
-        pad = torch.arange(start, length)
-        allowed[b, pad, pad] = True
-    mask = torch.zeros(batch, 1, length, length, dtype=dtype)
-    mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
-    return positions, mask
+    positions = restarting_positions(seq_lengths, length)
+    return positions, block_causal_mask(document_ids(seq_lengths, length), dtype) if with_mask else None
 
 
 class PackedCollator:
@@ -103,9 +118,16 @@ class PackedCollator:
             them see each other ("cross": a plain 2-D padding mask).
         max_length: with padding="max_length", pad every batch to it.
         mask_dtype: dtype of the additive 4-D mask (the model's compute dtype).
-        varlen: with isolation, give only the restarting position ids and no
-            mask: FlashAttention-2 in transformers then splits the row into its
-            documents (variable-length attention) instead of taking an L x L mask.
+        form: how isolation reaches the attention (model/attention.py):
+            "mask": the additive (B, 1, L, L) mask (sdpa, eager);
+            "documents": "document_ids" (B, L), from which the training step
+                builds FlexAttention's block mask on the device, no L x L tensor;
+            "positions": the restarting position ids alone: FlashAttention-2 in
+                transformers then splits the row into its documents.
+        categories: the run's categories; with them the batch also holds
+            "loss_category" (B, L - 1): the index of the category of each loss
+            column, -1 on padding (built here, in the loader's workers, not
+            on the training thread).
 
     The batch also holds "lengths" (non-padding tokens per row) and, when the
     rows have a category, "category" (a list of strings) and "segments": per
@@ -115,13 +137,17 @@ class PackedCollator:
     """
 
     def __init__(self, pad_token_id: int, isolate: bool = True, padding: str = "longest",
-                 max_length: int | None = None, mask_dtype: torch.dtype = torch.float32, varlen: bool = False):
+                 max_length: int | None = None, mask_dtype: torch.dtype = torch.float32, form: str = "mask",
+                 categories: list[str] | None = None):
         if padding not in ("longest", "max_length"):
             raise ValueError(f"padding must be 'longest' or 'max_length', got {padding!r}")
         if padding == "max_length" and not max_length:
             raise ValueError("padding='max_length' needs max_length")
         self.pad_token_id, self.isolate, self.padding = pad_token_id, isolate, padding
-        self.max_length, self.mask_dtype, self.varlen = max_length, mask_dtype, varlen
+        if form not in ("mask", "documents", "positions"):
+            raise ValueError(f"form must be 'mask', 'documents' or 'positions', got {form!r}")
+        self.max_length, self.mask_dtype, self.form = max_length, mask_dtype, form
+        self.category_index = {c: i for i, c in enumerate(categories)} if categories is not None else None
 
     def __call__(self, rows: list[dict]) -> dict:
         lengths = [len(r["input_ids"]) for r in rows]
@@ -134,11 +160,15 @@ class PackedCollator:
             input_ids[b, : lengths[b]] = torch.as_tensor(row["input_ids"])
             labels[b, : lengths[b]] = torch.as_tensor(row["labels"])
         batch = {"input_ids": input_ids, "labels": labels, "lengths": torch.tensor(lengths)}
+        seq = [list(r.get("seq_lengths") or [len(r["input_ids"])]) for r in rows]
         if self.isolate:
-            seq = [list(r.get("seq_lengths") or [len(r["input_ids"])]) for r in rows]
-            batch["position_ids"], mask = positions_and_mask(seq, length, self.mask_dtype, with_mask=not self.varlen)
-            if mask is not None:
-                batch["attention_mask"] = mask
+            batch["position_ids"] = restarting_positions(seq, length)
+            if self.form != "positions":
+                ids = document_ids(seq, length)
+                if self.form == "documents":
+                    batch["document_ids"] = ids
+                else:
+                    batch["attention_mask"] = block_causal_mask(ids, self.mask_dtype)
             # a causal LM predicts label t+1 from token t: the first token of a document would be
             # predicted from the previous document's last token, which a document run alone never does
             labels[batch["position_ids"] == 0] = IGNORE_INDEX
@@ -146,6 +176,24 @@ class PackedCollator:
             batch["attention_mask"] = (torch.arange(length)[None, :] < torch.tensor(lengths)[:, None]).long()
         if "category" in rows[0]:
             batch["category"] = [r["category"] for r in rows]
-            batch["segments"] = [list(zip(segment_categories_of(r), r.get("seq_lengths") or [len(r["input_ids"])]))
-                                 for r in rows]
+            batch["segments"] = [list(zip(segment_categories_of(r), lengths)) for r, lengths in zip(rows, seq)]
+            if self.category_index is not None:
+                batch["loss_category"] = loss_categories(batch["segments"], self.category_index, length)
         return batch
+
+
+def loss_categories(segments: list[list[tuple[str, int]]], index: dict[str, int], length: int) -> torch.Tensor:
+    """Category index of every loss column (B, L - 1); -1 on padding.
+
+    Column j scores token j + 1, so a segment holding tokens start .. start + n - 1 owns columns
+    start - 1 .. start + n - 2 (its first token's column is masked anyway with isolation):
+
+        segments [("chat", 3), ("code", 2)], index {chat: 0, code: 1}, length 6  ->  [0, 0, 1, 1, -1]
+    """
+    columns = torch.full((len(segments), length - 1), -1, dtype=torch.long)
+    for b, row in enumerate(segments):
+        start = 0
+        for category, n in row:
+            columns[b, max(start - 1, 0) : start + n - 1] = index[category]
+            start += n
+    return columns

@@ -28,8 +28,9 @@ from colossal_llama.model.training_model import (add_neftune, enable_grad_checkp
                                                  model_signature)
 from colossal_llama.outputs import write_json
 from colossal_llama.ports import free_port
-from colossal_llama.training.config import TrainConfig, check_machine
-from colossal_llama.training.feed import build_feeds
+from colossal_llama.model.attention import COLLATOR_FORM, HF_IMPLEMENTATION, run_flex_eagerly
+from colossal_llama.training.config import TrainConfig, attention_of, check_machine, loader_workers
+from colossal_llama.training.feed import Loading, build_feeds
 from colossal_llama.training.identity import run_identity
 from colossal_llama.training.loop import Run, StepFn
 from colossal_llama.training.metrics import Monitor, device_peak_flops, flops_per_token
@@ -54,10 +55,10 @@ def init_distributed(seed: int) -> None:
     colossalai.launch_from_torch(seed=seed, verbose=False)
 
 
-def build_model(config: TrainConfig, booster, dtype: torch.dtype):
-    """The model to boost, loaded in `dtype`, and the signature of the base model (before LoRA)."""
-    attention = "flash_attention_2" if config.use_flash_attn else "sdpa"
-    model = load_causal_lm(config.pretrained, dtype, attention, config.trust_remote_code)
+def build_model(config: TrainConfig, booster, dtype: torch.dtype, attention: str = "sdpa"):
+    """The model to boost, loaded in `dtype` with the `attention` path (model/attention.py), and the signature
+    of the base model (before LoRA)."""
+    model = load_causal_lm(config.pretrained, dtype, HF_IMPLEMENTATION[attention], config.trust_remote_code)
     signature = model_signature(model)
     if config.train_new_rows_only:
         vocab = model.get_input_embeddings().weight.shape[0]
@@ -158,10 +159,15 @@ def setup(config: TrainConfig) -> Run:
     dp_group, dp_size, dp_rank = world_info(plugin)
     tokenizer = load_tokenizer_for(config)
     model_config = AutoConfig.from_pretrained(config.pretrained, trust_remote_code=config.trust_remote_code)
-    dtype = DTYPES[config.mixed_precision]
+    cuda = device.type == "cuda"
+    attention = attention_of(config, cuda)
+    if attention == "flex" and not cuda:
+        run_flex_eagerly()
+    loading = Loading(mask_dtype=DTYPES[config.mixed_precision], form=COLLATOR_FORM[attention],
+                      workers=loader_workers(config, cuda), pin_memory=cuda)
     train, evaluation = build_feeds(config, tokenizer, model_config.vocab_size, model_config.max_position_embeddings,
-                                    dp_rank, dp_size, mask_dtype=dtype)
-    model, signature = build_model(config, booster, DTYPES[spec.weights_precision(config.mixed_precision)])
+                                    dp_rank, dp_size, loading)
+    model, signature = build_model(config, booster, DTYPES[spec.weights_precision(config.mixed_precision)], attention)
     optimizer = make_optimizer(config, model)
     steps = total_steps(config, train.steps_per_epoch)
     warmup = config.warmup_steps if config.warmup_steps is not None else int(0.025 * steps)

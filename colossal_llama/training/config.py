@@ -20,6 +20,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from colossal_llama.errors import ConfigError
+from colossal_llama.model.attention import PATHS, resolve_attention
 from colossal_llama.training.plugins import PLUGINS, check_cuda, check_hybrid_flags, spec_of
 
 CHOICES = {
@@ -28,6 +29,7 @@ CHOICES = {
     "pad_token": ("eos", "unk"),
     "padding_mode": ("longest", "max_length"),
     "packed_attention": ("isolate", "cross"),
+    "attention": PATHS,
     "sp_mode": ("split_gather", "ring", "all_to_all"),
     "zero_stage": (0, 1, 2),
 }
@@ -107,8 +109,17 @@ class TrainConfig:
     use_grad_checkpoint: bool = False
     """Recompute activations in the backward pass (less memory, about a third more compute)."""
 
+    attention: str = "auto"
+    """Attention kernel (model/attention.py): `sdpa` (isolation as an L x L mask), `flex` (PyTorch's
+    FlexAttention: a block mask, skips the tiles between documents), `flash` (FlashAttention-2, needs flash-attn);
+    `auto`: flex on a GPU with --packed_attention isolate, else sdpa."""
+
     use_flash_attn: bool = False
-    """FlashAttention-2 (CUDA, fp16/bf16); packed documents stay apart through variable-length attention."""
+    """The old flag for --attention flash (CUDA, fp16/bf16, the flash-attn package)."""
+
+    dataloader_workers: int | None = None
+    """Processes that read and collate the next micro-batches while the model trains (default: 2 with CUDA;
+    0 on CPU, where the cores are busy training and the collator runs on the training thread)."""
 
     use_neft: bool = False
     """NEFTune: uniform noise on the input embeddings while training."""
@@ -255,8 +266,14 @@ class TrainConfig:
             raise ConfigError("--sp > 1 needs --enable_sequence_parallelism")
         if self.sp_mode != defaults["sp_mode"] and not self.enable_sequence_parallelism:
             raise ConfigError("--sp_mode needs --enable_sequence_parallelism")
-        if self.use_flash_attn and self.mixed_precision == "fp32":
-            raise ConfigError("--use_flash_attn runs in fp16/bf16 only; choose --mixed_precision bf16")
+        if self.use_flash_attn and self.attention not in ("auto", "flash"):
+            raise ConfigError(f"--use_flash_attn is --attention flash; it cannot go with --attention {self.attention}")
+        if self.use_flash_attn:
+            self.attention = "flash"
+        if self.attention == "flash" and self.mixed_precision == "fp32":
+            raise ConfigError("--attention flash runs in fp16/bf16 only; choose --mixed_precision bf16")
+        if self.dataloader_workers is not None and self.dataloader_workers < 0:
+            raise ConfigError(f"--dataloader_workers must not be negative, got {self.dataloader_workers}")
 
     def _check_hybrid(self) -> None:
         """What --plugin 3d cannot run (ColossalAI would assert deep inside boost())."""
@@ -275,11 +292,42 @@ def check_machine(config: TrainConfig, cuda_available: bool) -> None:
 
     Raises:
         PluginError: a plugin that needs CUDA, without it.
-        ConfigError: fp16 or FlashAttention without CUDA.
+        ConfigError: fp16 without CUDA, an attention path this machine cannot run.
     """
     check_cuda(config.plugin, cuda_available)
     if not cuda_available:
         if config.mixed_precision == "fp16":
             raise ConfigError("--mixed_precision fp16 needs CUDA (its loss scaling runs on GPU); on CPU use fp32 or bf16")
-        if config.use_flash_attn:
-            raise ConfigError("--use_flash_attn needs CUDA GPUs and the flash-attn package")
+    attention_of(config, cuda_available)
+
+
+def attention_of(config: TrainConfig, cuda_available: bool) -> str:
+    """The attention path this run trains with (--attention, `auto` resolved for this machine and layout).
+
+    Two layouts of --plugin 3d keep documents apart with the 4-D mask only (colossalai 0.5.0, read and run
+    in tests/test_shardformer_isolation.py): the pipeline cuts every tensor of a batch into micro-batches
+    but hands the whole block mask to each, which would then be masked with the first row's documents; and
+    sequence parallelism's attention applies a given mask only (without one it is not even causal).
+
+    Raises:
+        ConfigError: a path this machine or layout cannot run.
+    """
+    isolate = config.packed_attention == "isolate"
+    split = config.pp > 1 and config.batch_size > config.microbatch_size
+    requested = "sdpa" if config.attention == "auto" and (split or config.enable_sequence_parallelism) \
+        else config.attention
+    path = resolve_attention(requested, isolate, cuda_available)
+    if path == "flex" and split:
+        raise ConfigError("--attention flex with --pp > 1: the pipeline cannot cut the block mask into its "
+                          "micro-batches; use --attention sdpa (or --batch_size equal to --microbatch_size)")
+    if config.enable_sequence_parallelism and not (isolate and path == "sdpa"):
+        raise ConfigError("--enable_sequence_parallelism keeps the attention causal and the documents apart "
+                          "only with the 4-D mask: use --packed_attention isolate --attention sdpa")
+    return path
+
+
+def loader_workers(config: TrainConfig, cuda_available: bool) -> int:
+    """--dataloader_workers, or its default for this machine."""
+    if config.dataloader_workers is not None:
+        return config.dataloader_workers
+    return 2 if cuda_available else 0

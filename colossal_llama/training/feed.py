@@ -1,6 +1,6 @@
 """What the loop eats: the buckets (or random rows) behind a bucket sampler and the packed collator.
 
-    feed = make_feed(buckets, config, pad_id, dp_rank, dp_size, mask_dtype)
+    feed = make_feed(data, bucket_sizes, config, pad_id, dp_rank, dp_size, Loading(workers=2), max_length)
     feed.sampler.set_epoch(epoch, position)   # position: global rows already consumed
     for batch in feed.loader: ...
 
@@ -53,8 +53,19 @@ def concatenate(buckets: list) -> tuple[object, list[int]]:
     return datasets.concatenate_datasets(buckets), [len(b) for b in buckets]
 
 
+@dataclass
+class Loading:
+    """How batches are made on this machine: the collator's isolation form and the loader's processes."""
+
+    mask_dtype: torch.dtype = torch.float32
+    form: str = "mask"
+    """`PackedCollator`'s form for the attention path (model/attention.py: COLLATOR_FORM)."""
+    workers: int = 0
+    pin_memory: bool = False
+
+
 def make_feed(data, bucket_sizes: list[int], config, pad_token_id: int, dp_rank: int, dp_size: int,
-              mask_dtype: torch.dtype, max_length: int, shuffle: bool = True, rows_per_step: int | None = None,
+              loading: Loading, max_length: int, shuffle: bool = True, rows_per_step: int | None = None,
               drop_last: bool = True) -> Feed:
     """A Feed over `data` (indexable rows) whose buckets have `bucket_sizes` rows, in order.
 
@@ -69,15 +80,18 @@ def make_feed(data, bucket_sizes: list[int], config, pad_token_id: int, dp_rank:
                           f"(--batch_size {config.batch_size} x --accumulation_steps {config.accumulation_steps} "
                           f"x {dp_size} data-parallel processes); lower them or add data")
     sampler = BucketSampler(bucket_sizes, seed=config.seed, rank=dp_rank, world_size=dp_size, shuffle=shuffle)
+    categories = categories_in(data)
     collator = PackedCollator(pad_token_id, isolate=config.packed_attention == "isolate",
-                              padding=config.padding_mode, max_length=max_length, mask_dtype=mask_dtype,
-                              varlen=config.use_flash_attn)
+                              padding=config.padding_mode, max_length=max_length, mask_dtype=loading.mask_dtype,
+                              form=loading.form, categories=categories)
     # its own generator: creating an iterator draws a seed, which must not move the global RNG (NEFTune's
-    # noise), or a run resumed mid-epoch would draw other noise than the uninterrupted run
+    # noise), or a run resumed mid-epoch would draw other noise than the uninterrupted run. Workers take
+    # the sampler's indices in order and hand batches back in order, so the data order is the same with any
+    # number of them.
     loader = torch.utils.data.DataLoader(data, batch_size=config.batch_size, sampler=sampler, collate_fn=collator,
-                                         drop_last=drop_last, num_workers=0,
-                                         generator=torch.Generator().manual_seed(0))
-    return Feed(loader, sampler, rows, global_batch, rows // global_batch, categories_in(data))
+                                         drop_last=drop_last, num_workers=loading.workers,
+                                         pin_memory=loading.pin_memory, generator=torch.Generator().manual_seed(0))
+    return Feed(loader, sampler, rows, global_batch, rows // global_batch, categories)
 
 
 def resolve_max_length(config, paths: list[str], max_positions: int) -> int:
@@ -98,7 +112,7 @@ def resolve_max_length(config, paths: list[str], max_positions: int) -> int:
 
 
 def build_feeds(config, tokenizer, vocab_size: int, max_positions: int, dp_rank: int, dp_size: int,
-                mask_dtype: torch.dtype) -> tuple[Feed, Feed | None]:
+                loading: Loading) -> tuple[Feed, Feed | None]:
     """The training feed and the evaluation feed (None without --eval_dataset)."""
     from colossal_llama.training.prepared import load_buckets
 
@@ -109,15 +123,15 @@ def build_feeds(config, tokenizer, vocab_size: int, max_positions: int, dp_rank:
         raise ConfigError(f"--pad_token {config.pad_token}: the tokenizer has no {config.pad_token} token")
     if config.benchmark:
         rows = random_rows(config.num_samples, config.max_length, vocab_size, config.seed)
-        train = make_feed(rows, [len(rows)], config, pad_id, dp_rank, dp_size, mask_dtype, config.max_length)
+        train = make_feed(rows, [len(rows)], config, pad_id, dp_rank, dp_size, loading, config.max_length)
         return train, None
     length = resolve_max_length(config, config.dataset + config.eval_dataset, max_positions)
     data, sizes = concatenate(load_buckets(config.dataset, tokenizer, max_positions))
-    train = make_feed(data, sizes, config, pad_id, dp_rank, dp_size, mask_dtype, length)
+    train = make_feed(data, sizes, config, pad_id, dp_rank, dp_size, loading, length)
     if not config.eval_dataset:
         return train, None
     data, sizes = concatenate(load_buckets(config.eval_dataset, tokenizer, max_positions))
     # every row is evaluated: each rank gets the same number of rows, so the same number of batches
-    evaluation = make_feed(data, sizes, config, pad_id, dp_rank, dp_size, mask_dtype, length, shuffle=False,
+    evaluation = make_feed(data, sizes, config, pad_id, dp_rank, dp_size, loading, length, shuffle=False,
                            rows_per_step=config.batch_size, drop_last=False)
     return train, evaluation

@@ -56,7 +56,8 @@ RESUME_RULES = {
     "load_checkpoint": FREE, "weights_only": FREE, "save_interval": FREE, "save_dir": FREE,
     "keep_last_n_checkpoints": FREE, "export_dir": FREE, "tensorboard_dir": FREE, "config_file": FREE,
     "skip_save_each_epoch": FREE, "eval_interval": FREE, "log_interval": FREE, "trust_remote_code": FREE,
-    "use_grad_checkpoint": FREE, "use_flash_attn": FREE, "pad_token": FREE,
+    "use_grad_checkpoint": FREE, "use_flash_attn": FREE, "attention": FREE, "dataloader_workers": FREE,
+    "pad_token": FREE,
 }
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}

@@ -12,6 +12,7 @@ get wrong is raised from setup(), before the first step.
 from __future__ import annotations
 
 import os
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, ContextManager
@@ -112,10 +113,12 @@ def fit(run: Run) -> str:
             run.train.sampler.set_epoch(epoch, state.position)
             batches = iter(run.train.loader)
             while state.epoch == epoch and state.step < run.total_steps:
+                asked = time.perf_counter()
                 micro_batches = [next(batches) for _ in range(cfg.accumulation_steps)]
+                waited = time.perf_counter() - asked  # the loader's workers were behind (or there are none)
                 result = run.step_fn(run, micro_batches)
                 epoch_ended = advance(run, result)
-                run.monitor.log_step(state, result, run.scheduler.get_last_lr()[0], epoch)
+                run.monitor.log_step(state, result, run.scheduler.get_last_lr()[0], epoch, waited)
                 maybe_evaluate(run, epoch_ended)
                 maybe_save(run, epoch_ended)
         maybe_save(run, epoch_ended=False)

@@ -50,15 +50,64 @@ def label_tokens(labels: torch.Tensor) -> int:
     return int(trained_mask(labels).sum())
 
 
+CHUNK_BYTES = 256 * 2**20
+"""float32 working memory of the cross entropy: positions are taken this many bytes of logits at a time."""
+
+
+class TokenCrossEntropy(torch.autograd.Function):
+    """Cross entropy of each position (N, V) -> (N,), float32, computed a chunk of positions at a time.
+
+    The usual `cross_entropy(logits.float())` keeps a float32 copy of all the logits and their float32
+    log-softmax for the backward: 2 x 4 bytes x N x V beside the logits themselves (at LLaMA-3's 128,256
+    pieces and 4,096 positions, 4.2 GB a row). Here only the logits (already alive: they are the model's
+    output) and one float per position (the log-sum-exp) are kept; each chunk is converted to float32 when
+    it is used, in the forward and again in the backward, whose gradient (softmax - one-hot) is written
+    straight into a tensor of the logits' dtype.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        chunk = max(1, CHUNK_BYTES // (4 * logits.shape[1]))
+        trained = targets != IGNORE_INDEX
+        safe = torch.where(trained, targets, 0)
+        lse = torch.empty(logits.shape[0], dtype=torch.float32, device=logits.device)
+        losses = torch.empty_like(lse)
+        for start in range(0, logits.shape[0], chunk):
+            part = logits[start : start + chunk].float()
+            lse[start : start + chunk] = torch.logsumexp(part, dim=1)
+            picked = part.gather(1, safe[start : start + chunk, None]).squeeze(1)
+            losses[start : start + chunk] = lse[start : start + chunk] - picked
+        ctx.save_for_backward(logits, safe, trained, lse)
+        return losses.masked_fill_(~trained, 0.0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        logits, safe, trained, lse = ctx.saved_tensors
+        chunk = max(1, CHUNK_BYTES // (4 * logits.shape[1]))
+        weight = grad.float() * trained
+        result = torch.empty_like(logits)
+        for start in range(0, logits.shape[0], chunk):
+            end = start + chunk
+            part = torch.exp(logits[start:end].float() - lse[start:end, None])
+            part.scatter_add_(1, safe[start:end, None], torch.full_like(part[:, :1], -1.0))
+            result[start:end] = part * weight[start:end, None]
+        return result, None
+
+
 def row_losses(logits: torch.Tensor, labels: torch.Tensor) -> RowLosses:
     """Per-row next-token loss of a batch: summed cross entropy and label-token count of each row.
 
     Args:
-        logits: (B, L, V) in any float dtype (the loss is computed in float32).
+        logits: (B, L, V) in any float dtype (the loss is computed in float32, a chunk at a time:
+            `TokenCrossEntropy`).
         labels: (B, L), IGNORE_INDEX where not trained; on the device of `logits`.
     """
-    tokens = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels[:, 1:],
-                                               ignore_index=IGNORE_INDEX, reduction="none")
+    batch, length, vocab = logits.shape
+    # column j scores label j + 1; the last position predicts nothing. The targets are shifted rather than
+    # the logits, so the (B, L, V) logits are read in place (a shifted slice would be copied).
+    targets = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+    tokens = TokenCrossEntropy.apply(logits.reshape(batch * length, vocab), targets.reshape(-1))
+    tokens = tokens.view(batch, length)[:, :-1]
     return RowLosses(tokens.sum(dim=1), trained_mask(labels).sum(dim=1), tokens)
 
 

@@ -4,6 +4,7 @@
 
 Scalars (x axis: optimizer step): train/loss, train/lr, train/grad_norm,
 train/tokens_per_s (non-padding input tokens, all ranks), train/label_tokens_seen, train/padding_share,
+train/data_wait_share (the share of the time spent waiting for batches),
 train/loss/<category>, eval/loss and eval/loss/<category>, and train/mfu on GPU.
 `metrics.jsonl` holds the same numbers, one JSON object per logged step, for
 readers without tensorboard: the stage runner (its summary of a stage's last
@@ -76,7 +77,7 @@ class Monitor:
         self.flops_token, self.peak_flops, self.devices = flops_token, peak_flops, devices
         self.writer = self.jsonl = self.bar = None
         self.last = time.perf_counter()
-        self.window_tokens = 0
+        self.window_tokens, self.window_wait = 0, 0.0
         if not is_main:
             return
         from torch.utils.tensorboard import SummaryWriter
@@ -96,21 +97,28 @@ class Monitor:
         self.jsonl.write(json.dumps({"step": step, **values}) + "\n")
         self.jsonl.flush()
 
-    def log_step(self, state, result, lr: float, epoch: int) -> None:
-        """Called after every optimizer step; writes every `log_interval` steps."""
+    def log_step(self, state, result, lr: float, epoch: int, data_wait: float = 0.0) -> None:
+        """Called after every optimizer step; writes every `log_interval` steps.
+
+        Args:
+            data_wait: seconds the step waited for its micro-batches.
+        """
         self.window_tokens += result.input_tokens
+        self.window_wait += data_wait
         if not self.is_main:
             return
         self.bar.update(1)
         if state.step % self.log_interval:
             return
         now = time.perf_counter()
-        tokens_per_s = self.window_tokens / max(now - self.last, 1e-9)
-        self.last, self.window_tokens = now, 0
+        elapsed = max(now - self.last, 1e-9)
+        tokens_per_s, wait_share = self.window_tokens / elapsed, self.window_wait / elapsed
+        self.last, self.window_tokens, self.window_wait = now, 0, 0.0
         values = {"train/loss": result.loss, "train/lr": lr, "train/grad_norm": result.grad_norm,
                   "train/tokens_per_s": tokens_per_s, "train/label_tokens_seen": state.tokens_seen,
                   "train/epoch": epoch, "train/row_length": result.row_length,
-                  "train/padding_share": 1 - result.input_tokens / max(result.padded_tokens, 1)}
+                  "train/padding_share": 1 - result.input_tokens / max(result.padded_tokens, 1),
+                  "train/data_wait_share": wait_share}
         if self.flops_token and self.peak_flops:
             flops = self.flops_token(result.row_length)
             values["train/mfu"] = tokens_per_s * flops / (self.devices * self.peak_flops)

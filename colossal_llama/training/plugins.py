@@ -43,8 +43,19 @@ def settings_from(config) -> PluginSettings:
                           zero_stage=config.zero_stage, sp_mode=config.sp_mode if config.enable_sequence_parallelism
                           else None, enable_sequence_parallelism=config.enable_sequence_parallelism,
                           zero_cpu_offload=config.zero_cpu_offload, microbatch_size=config.microbatch_size,
-                          max_norm=config.grad_clip, enable_flash_attention=config.use_flash_attn,
+                          max_norm=config.grad_clip, enable_flash_attention=colo_attention(config),
                           gradient_accumulation=config.accumulation_steps > 1)
+
+
+def colo_attention(config) -> bool:
+    """Whether --plugin 3d gets ColossalAI's own flash attention (its `enable_flash_attention`).
+
+    Only without isolation: ColoAttention takes a 2-D padding mask and builds one causal mask over the whole
+    row, so it would let packed documents see each other (colossalai 0.5.0 shardformer/layer/attn.py,
+    prepare_attn_kwargs; tests/test_shardformer_isolation.py). With isolation, --attention flash is
+    transformers' FlashAttention-2, which splits the row at the restarting position ids.
+    """
+    return config.attention == "flash" and config.packed_attention == "cross"
 
 
 def _ddp(s: PluginSettings):

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.distributed as dist
 
+from colossal_llama.data.loader import loss_categories
+from colossal_llama.model.attention import document_block_mask
 from colossal_llama.training.loss import label_tokens, pipeline_loss_sum, row_losses, step_tokens, trained_mask
 
 if TYPE_CHECKING:
@@ -46,7 +48,12 @@ class StepResult:
 
 
 def model_inputs(batch: dict, device) -> dict:
-    return {k: batch[k].to(device) for k in MODEL_INPUTS if k in batch}
+    """The model's keyword arguments on `device`; with document ids (--attention flex), the block mask
+    built from them there."""
+    inputs = {k: batch[k].to(device, non_blocking=True) for k in MODEL_INPUTS if k in batch}
+    if "document_ids" in batch:
+        inputs["attention_mask"] = document_block_mask(batch["document_ids"].to(device, non_blocking=True))
+    return inputs
 
 
 class CategoryTotals:
@@ -62,16 +69,6 @@ class CategoryTotals:
         self.sums = torch.zeros(len(categories), dtype=torch.float64)
         self.counts = torch.zeros(len(categories), dtype=torch.float64)
 
-    def token_categories(self, segments: list[list[tuple[str, int]]], shape) -> torch.Tensor:
-        """Category index of every loss column (B, L - 1); -1 on padding."""
-        index = torch.full(shape, -1, dtype=torch.long)
-        for b, row in enumerate(segments):
-            start = 0
-            for category, n in row:  # positions start .. start+n-1 are predicted in columns start-1 .. start+n-2
-                index[b, max(start - 1, 0) : start + n - 1] = self.index[category]
-                start += n
-        return index
-
     def add(self, batch: dict, losses: torch.Tensor) -> None:
         """Add a micro-batch's per-column losses (`RowLosses.tokens`, B x L - 1)."""
         if "segments" not in batch:
@@ -80,10 +77,15 @@ class CategoryTotals:
         device = losses.device
         self.sums, self.counts = self.sums.to(device), self.counts.to(device)
         trained = trained_mask(batch["labels"]).to(device)
-        index = self.token_categories(batch["segments"], trained.shape).to(device)
-        keep = trained & (index >= 0)
-        self.sums.index_add_(0, index[keep], losses.detach()[keep].double())
-        self.counts.index_add_(0, index[keep], keep[keep].double())
+        index = batch.get("loss_category")  # the collator's, when it knew the categories
+        if index is None:
+            index = loss_categories(batch["segments"], self.index, trained.shape[1] + 1)
+        index = index.to(device, non_blocking=True)
+        keep = (trained & (index >= 0)).double()
+        # every column added, weighted 0 where not counted: boolean indexing would wait for the GPU
+        columns = index.clamp(min=0).flatten()
+        self.sums.index_add_(0, columns, (losses.detach().double() * keep).flatten())
+        self.counts.index_add_(0, columns, keep.flatten())
 
     def reduce(self, device, group) -> dict:
         both = torch.stack([self.sums, self.counts]).to(device)
@@ -122,7 +124,8 @@ def accumulate_step(run: Run, micro_batches: list[dict]) -> StepResult:
     all_reduce = (lambda t: dist.all_reduce(t, group=run.dp_group)) if dist.is_initialized() else None
     n = step_tokens(micro_batches, all_reduce)
     scale = run.dp_size / max(n, 1)
-    totals, local_sum, inputs = CategoryTotals(run.train.categories), 0.0, 0
+    # summed on the device: a float() per micro-batch would wait for its backward before the next forward
+    totals, local_sum, inputs = CategoryTotals(run.train.categories), torch.zeros((), device=run.device), 0
     for i, batch in enumerate(micro_batches):
         last = i == len(micro_batches) - 1
         sync = nullcontext() if last or not run.no_sync else run.booster.no_sync(run.model, run.optimizer)
@@ -132,11 +135,11 @@ def accumulate_step(run: Run, micro_batches: list[dict]) -> StepResult:
             losses = row_losses(logits, batch["labels"].to(run.device))
             run.booster.backward(losses.sums.sum() * scale, run.optimizer)
         totals.add(batch, losses.tokens)
-        local_sum += float(losses.sums.detach().sum())
+        local_sum += losses.sums.detach().sum()
         inputs += int(batch["lengths"].sum())
     norm = _optimizer_step(run)
     padded = sum(b["input_ids"].numel() for b in micro_batches)
-    total, input_tokens, padded = _sum_over([local_sum, inputs, padded], run.device, run.dp_group)
+    total, input_tokens, padded = _sum_over([float(local_sum), inputs, padded], run.device, run.dp_group)
     return StepResult(loss=total / max(n, 1), tokens=n, input_tokens=int(input_tokens), padded_tokens=int(padded),
                       row_length=micro_batches[-1]["input_ids"].shape[1], grad_norm=norm,
                       category_loss=totals.reduce(run.device, run.dp_group))

@@ -1,0 +1,174 @@
+"""Attention paths: the collator's forms, FlexAttention's block mask against the 4-D mask (equal losses
+and gradients, packed against one by one), the chunked cross entropy, and which path a machine takes."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from colossal_llama.data.loader import PackedCollator, block_causal_mask, document_ids, loss_categories
+from colossal_llama.errors import ConfigError
+from colossal_llama.model import attention
+from colossal_llama.training import loss as loss_module
+from colossal_llama.training.steps import model_inputs
+
+
+def test_document_ids_positions_and_mask_for_a_small_batch():
+    ids = document_ids([[3, 2], [2]], 6)
+    assert ids.tolist() == [[0, 0, 0, 1, 1, -6], [0, 0, -3, -4, -5, -6]]
+    mask = block_causal_mask(ids, torch.float32)[0, 0] == 0
+    assert mask.int().tolist() == [[1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0],
+                                   [0, 0, 0, 1, 0, 0], [0, 0, 0, 1, 1, 0], [0, 0, 0, 0, 0, 1]]
+    batch = PackedCollator(pad_token_id=0, form="documents")(
+        [{"input_ids": [5, 6, 7, 8, 9], "labels": [5, 6, 7, 8, 9], "seq_lengths": [3, 2]}])
+    assert "attention_mask" not in batch and batch["document_ids"].tolist() == [[0, 0, 0, 1, 1]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1]] and batch["labels"].tolist() == [[-100, 6, 7, -100, 9]]
+    flash = PackedCollator(pad_token_id=0, form="positions")(
+        [{"input_ids": [5, 6, 7], "labels": [5, 6, 7], "seq_lengths": [1, 2]}])
+    assert "attention_mask" not in flash and "document_ids" not in flash
+    with pytest.raises(ValueError, match="form must be"):
+        PackedCollator(pad_token_id=0, form="blocks")
+
+
+def test_loss_categories_follow_the_segments():
+    columns = loss_categories([[("chat", 3), ("code", 2)], [("code", 2)]], {"chat": 0, "code": 1}, 6)
+    assert columns.tolist() == [[0, 0, 1, 1, -1], [1, -1, -1, -1, -1]]
+    rows = [{"input_ids": [5, 6, 7, 8, 9], "labels": [5, 6, 7, 8, 9], "seq_lengths": [3, 2], "category": "<mixed>",
+             "segment_categories": ["x", "y"]}, {"input_ids": [4, 4], "labels": [4, 4], "category": "y"}]
+    batch = PackedCollator(pad_token_id=0, categories=["x", "y"])(rows)
+    assert batch["loss_category"].tolist() == [[0, 0, 1, 1], [1, -1, -1, -1]]
+
+
+def tiny_llama():
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    return LlamaForCausalLM(config).to(torch.float32)
+
+
+def packed_rows(lengths_per_row, seed=0):
+    rng = np.random.default_rng(seed)
+    rows, docs = [], []
+    for lengths in lengths_per_row:
+        row_docs = [rng.integers(3, 64, size=n).tolist() for n in lengths]
+        docs += row_docs
+        rows.append({"input_ids": sum(row_docs, []), "labels": sum(row_docs, []), "seq_lengths": list(lengths)})
+    return rows, docs
+
+
+def loss_and_grads(model, implementation, batch):
+    model.config._attn_implementation = implementation
+    model.zero_grad()
+    losses = loss_module.row_losses(model(**model_inputs(batch, "cpu")).logits, batch["labels"])
+    mean = losses.sums.sum() / losses.counts.sum()
+    mean.backward()
+    return mean.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def test_flex_block_mask_equals_the_4d_mask_and_documents_one_by_one(monkeypatch):
+    """Rows longer than one 128-token tile, padding included: same loss and gradients on both paths, and
+    the packed loss equals the documents run alone."""
+    monkeypatch.setattr(torch._dynamo.config, "disable", True)  # what attention.run_flex_eagerly does on CPU
+    model = tiny_llama()
+    rows, docs = packed_rows([(100, 70, 30), (150,), (5, 120, 1)])
+    sdpa_loss, sdpa_grads = loss_and_grads(model, "sdpa", PackedCollator(0, form="mask")(rows))
+    flex_batch = PackedCollator(0, form="documents")(rows)
+    assert flex_batch["input_ids"].shape == (3, 200)
+    flex_loss, flex_grads = loss_and_grads(model, "flex_attention", flex_batch)
+    torch.testing.assert_close(flex_loss, sdpa_loss, rtol=1e-5, atol=0)
+    for name, grad in sdpa_grads.items():
+        torch.testing.assert_close(flex_grads[name], grad, rtol=1e-4, atol=1e-6)
+    model.config._attn_implementation = "sdpa"
+    with torch.no_grad():
+        sums = counts = 0
+        for doc in docs:
+            losses = loss_module.row_losses(model(input_ids=torch.tensor([doc])).logits, torch.tensor([doc]))
+            sums, counts = sums + losses.sums.sum(), counts + losses.counts.sum()
+    torch.testing.assert_close(flex_loss, sums / counts, rtol=1e-5, atol=0)
+    cross = PackedCollator(0, isolate=False)(rows)
+    cross_loss, _ = loss_and_grads(model, "sdpa", cross)
+    assert not torch.allclose(cross_loss, flex_loss, rtol=1e-5)  # the documents do see each other there
+
+
+def test_block_mask_skips_the_tiles_between_documents():
+    mask = attention.document_block_mask(document_ids([[128, 128, 128]], 384))
+    # 3 x 3 tiles: the causal half is 6 tiles, of which only the 3 diagonal ones hold any allowed pair
+    assert int(mask.kv_num_blocks.sum() + mask.full_kv_num_blocks.sum()) == 3
+    causal = attention.document_block_mask(document_ids([[384]], 384))
+    assert int(causal.kv_num_blocks.sum() + causal.full_kv_num_blocks.sum()) == 6
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_chunked_cross_entropy_equals_the_plain_one(monkeypatch, dtype):
+    monkeypatch.setattr(loss_module, "CHUNK_BYTES", 4 * 50 * 3)  # 3 positions a chunk: 21 positions, 7 chunks
+    torch.manual_seed(0)
+    logits = torch.randn(3, 7, 50, dtype=dtype, requires_grad=True)
+    labels = torch.randint(0, 50, (3, 7))
+    labels[0, :3], labels[2, 5] = -100, -100
+    weights = torch.randn(3)
+    losses = loss_module.row_losses(logits, labels)
+    (losses.sums * weights).sum().backward()
+    chunked = logits.grad.clone()
+    logits.grad = None
+    plain = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels[:, 1:],
+                                              ignore_index=-100, reduction="none")
+    (plain.sum(1) * weights).sum().backward()
+    assert chunked.dtype == dtype
+    torch.testing.assert_close(losses.tokens, plain, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(chunked, logits.grad, rtol=0, atol=1e-6 if dtype == torch.float32 else 0)
+    assert losses.counts.tolist() == [4, 6, 5]
+    assert float(losses.tokens[0, :2].abs().sum()) == 0.0  # untrained columns add nothing
+
+
+@pytest.mark.parametrize("requested, isolate, cuda, expected", [
+    ("auto", True, False, "sdpa"), ("auto", True, True, "flex"), ("auto", False, True, "sdpa"),
+    ("sdpa", True, True, "sdpa"), ("flex", True, False, "flex"), ("flex", False, True, "flex"),
+])
+def test_which_path_a_machine_takes(requested, isolate, cuda, expected):
+    assert attention.resolve_attention(requested, isolate, cuda) == expected
+
+
+def test_paths_a_machine_cannot_run_are_refused(monkeypatch):
+    with pytest.raises(ConfigError, match="--attention flash needs CUDA"):
+        attention.resolve_attention("flash", True, cuda=False)
+    monkeypatch.setattr(attention.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match="needs the flash-attn package; use --attention flex"):
+        attention.resolve_attention("flash", True, cuda=True)
+    with pytest.raises(ConfigError, match="FlexAttention"):
+        attention.resolve_attention("flex", True, cuda=True)
+    assert attention.resolve_attention("auto", True, cuda=True) == "sdpa"  # an old torch: no flex
+
+
+def test_flex_training_on_cpu_matches_sdpa_and_workers_change_nothing(tiny_model_dir, pretrain_parts, tmp_path):
+    from helpers import run_train
+
+    runs = {}
+    for name, extra in {"sdpa": ("--attention", "sdpa"), "flex": ("--attention", "flex"),
+                        "workers": ("--attention", "sdpa", "--dataloader_workers", "2")}.items():
+        code, metrics = run_train(tiny_model_dir, pretrain_parts, str(tmp_path / name), "--max_steps", "3",
+                                  "--save_interval", "0", *extra)
+        assert code == 0 and len(metrics) == 3
+        runs[name] = metrics
+    for a, b, c in zip(runs["sdpa"], runs["flex"], runs["workers"]):
+        assert b["train/loss"] == pytest.approx(a["train/loss"], rel=1e-5)
+        assert b["train/grad_norm"] == pytest.approx(a["train/grad_norm"], rel=1e-4)
+        assert c["train/loss"] == a["train/loss"] and c["train/grad_norm"] == a["train/grad_norm"]
+        assert 0 <= c["train/data_wait_share"] < 1
+
+
+def test_3d_layouts_that_keep_documents_apart_with_the_4d_mask_only():
+    from colossal_llama.training.config import TrainConfig, attention_of
+
+    def config(**values):
+        return TrainConfig(pretrained="m", dataset=["d"], plugin="3d", **values)
+
+    assert attention_of(config(), cuda_available=True) == "flex"
+    assert attention_of(config(pp=2, batch_size=4), cuda_available=True) == "sdpa"  # 4 micro-batches
+    assert attention_of(config(pp=2, batch_size=1), cuda_available=True) == "flex"  # one: nothing to cut
+    with pytest.raises(ConfigError, match="cannot cut the block mask into its micro-batches"):
+        attention_of(config(pp=2, batch_size=4, attention="flex"), cuda_available=True)
+    sequence = {"enable_sequence_parallelism": True, "sp": 2, "sp_mode": "all_to_all"}
+    assert attention_of(config(**sequence), cuda_available=True) == "sdpa"
+    for other in ({"attention": "flex"}, {"packed_attention": "cross"}):
+        with pytest.raises(ConfigError, match="only with the 4-D mask: use --packed_attention isolate"):
+            attention_of(config(**sequence, **other), cuda_available=True)

@@ -65,10 +65,16 @@ def loss_and_grads(model, implementation, batch):
     return mean.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
-def test_flex_block_mask_equals_the_4d_mask_and_documents_one_by_one(monkeypatch):
+@pytest.fixture
+def eager_flex():
+    """What attention.run_flex_eagerly does on CPU, for one test."""
+    with torch._dynamo.config.patch(disable=True):
+        yield
+
+
+def test_flex_block_mask_equals_the_4d_mask_and_documents_one_by_one(eager_flex):
     """Rows longer than one 128-token tile, padding included: same loss and gradients on both paths, and
     the packed loss equals the documents run alone."""
-    monkeypatch.setattr(torch._dynamo.config, "disable", True)  # what attention.run_flex_eagerly does on CPU
     model = tiny_llama()
     rows, docs = packed_rows([(100, 70, 30), (150,), (5, 120, 1)])
     sdpa_loss, sdpa_grads = loss_and_grads(model, "sdpa", PackedCollator(0, form="mask")(rows))
@@ -88,6 +94,30 @@ def test_flex_block_mask_equals_the_4d_mask_and_documents_one_by_one(monkeypatch
     cross = PackedCollator(0, isolate=False)(rows)
     cross_loss, _ = loss_and_grads(model, "sdpa", cross)
     assert not torch.allclose(cross_loss, flex_loss, rtol=1e-5)  # the documents do see each other there
+
+
+def test_flex_under_bf16_autocast_takes_one_dtype(eager_flex, monkeypatch):
+    """Under autocast the rotary embedding leaves query and key in float32 and value in bf16: FlexAttention
+    refuses that unless the project casts them, as autocast does for SDPA."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS._local_mapping, "flex_attention",
+                        ALL_ATTENTION_FUNCTIONS._global_mapping["flex_attention"])
+    model = tiny_llama()
+    rows, _ = packed_rows([(100, 28), (60,)])
+    losses = {}
+    for implementation, form in (("sdpa", "mask"), ("flex_attention", "documents")):
+        batch = PackedCollator(0, form=form, mask_dtype=torch.bfloat16)(rows)
+        model.config._attn_implementation = implementation
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            if implementation == "flex_attention":
+                with pytest.raises(ValueError, match="same dtype"):
+                    model(**model_inputs(batch, "cpu"))
+                attention.flex_in_one_dtype()
+                attention.flex_in_one_dtype()  # once is enough; twice wraps nothing more
+            result = loss_module.row_losses(model(**model_inputs(batch, "cpu")).logits, batch["labels"])
+        losses[implementation] = float(result.sums.sum() / result.counts.sum())
+    assert losses["flex_attention"] == pytest.approx(losses["sdpa"], rel=1e-2)
 
 
 def test_block_mask_skips_the_tiles_between_documents():

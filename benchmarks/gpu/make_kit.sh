@@ -17,7 +17,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 KIT=$REPO/.gpukit
 REALDATA=${REALDATA:-$REPO/../shared/realdata}
 SIM_DIR=${SIM_DIR:-/tmp/h200sim}
-MAX_MIB=${MAX_MIB:-40}
+MAX_MIB=${MAX_MIB:-44}
 MIN_ROWS_4096=200
 VENV=$REPO/.venv
 PY=$VENV/bin/python
@@ -31,6 +31,11 @@ for arg in "$@"; do
     esac
 done
 
+# pip, quieter: this machine's extra local indexes make pip warn about every name they lack
+pip_() {  # pip_ PYTHON ARGS...
+    local py=$1; shift
+    "$py" -m pip "$@" 2>&1 | sed '/^WARNING: Location .* is ignored: it is neither a file nor a directory/d'
+}
 say() { printf '[make_kit] %s\n' "$*"; }
 die() { printf '[make_kit] ERROR: %s\n' "$*" >&2; exit 1; }
 
@@ -60,6 +65,7 @@ DOWNLOAD=(
 )
 BUILD=(contexttimer colossalai)   # sdists only: wheels built here
 
+unset BUILD_EXT
 version_of() {  # version_of DIST -> version in .venv (fails if absent)
     "$PY" -c 'import importlib.metadata as m, sys; print(m.version(sys.argv[1]))' "$1" \
         || die "$1 is not installed in $VENV; run make install"
@@ -76,7 +82,7 @@ for name in "${BUILD[@]}"; do
 done
 
 say "downloading ${#PINS[@]} wheels (cp312, manylinux x86-64)"
-"$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+pip_ "$PY" download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     -d "$KIT/wheels" "${PINS[@]}"
 
@@ -98,8 +104,8 @@ for name in "${BUILD[@]}"; do
     fi
     say "building the wheel of $name $v from its sdist"
     # no build isolation: .venv has setuptools, wheel and torch (colossalai's setup.py imports torch);
-    # BUILD_EXT unset: no CUDA kernels are compiled, colossalai builds them at run time if it needs them
-    env -u BUILD_EXT "$PY" -m pip wheel -q --no-deps --no-build-isolation --no-binary "$name" \
+    # BUILD_EXT unset (above): no kernels are compiled into the wheel; colossalai builds them at run time
+    pip_ "$PY" wheel -q --no-deps --no-build-isolation --no-binary "$name" \
         -w "$KIT/wheels" "$name==$v"
     has_wheel "$name" "$v" || die "building $name $v gave no wheel"
 done
@@ -206,12 +212,12 @@ if [ "$SIM" = 1 ]; then
         say "sim: building $SIM_DIR with $PY312"
         rm -rf "$SIM_DIR"
         "$PY312" -m venv "$SIM_DIR"
-        "$SIM_DIR/bin/python" -m pip install -q --upgrade pip
-        "$SIM_DIR/bin/python" -m pip install -q torch==2.11.0 numpy pyarrow safetensors sentencepiece xxhash \
+        pip_ "$SIM_DIR/bin/python" install -q --upgrade pip
+        pip_ "$SIM_DIR/bin/python" install -q torch==2.11.0 numpy pyarrow safetensors sentencepiece xxhash \
             peft tqdm pyyaml jinja2 psutil tensorboard einops packaging \
             'huggingface_hub>=1,<2' 'transformers>=5,<6' 'tokenizers>=0.23,<0.24' pytest
         # the GPU image has no pydantic (typer, transformers 5's CLI, pulled it in here)
-        "$SIM_DIR/bin/python" -m pip uninstall -q -y pydantic pydantic-core annotated-types typing-inspection
+        pip_ "$SIM_DIR/bin/python" uninstall -q -y pydantic pydantic-core annotated-types typing-inspection
         touch "$SIM_DIR/.h200sim-ready"
     fi
     "$SIM_DIR/bin/python" -c 'import sys, torch, transformers, huggingface_hub, tokenizers; print("[make_kit] sim: python", sys.version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__, "hub", huggingface_hub.__version__, "tokenizers", tokenizers.__version__)'

@@ -76,6 +76,26 @@ def run_flex_eagerly() -> None:
     torch._dynamo.config.disable = True
 
 
+def flex_in_one_dtype() -> None:
+    """Give transformers' flex path query, key and value in one dtype (idempotent).
+
+    Under autocast (the loop's bf16 with ddp) the rotary embedding leaves query and key in float32 while
+    value comes out of its projection in bf16. SDPA is on autocast's list and casts all three; FlexAttention
+    is not, and refuses mixed dtypes. Query and key are cast to value's dtype: what autocast does for SDPA.
+    """
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    original = ALL_ATTENTION_FUNCTIONS["flex_attention"]
+    if getattr(original, "one_dtype", False):
+        return
+
+    def flex_attention_forward(module, query, key, value, attention_mask, **kwargs):
+        return original(module, query.to(value.dtype), key.to(value.dtype), value, attention_mask, **kwargs)
+
+    flex_attention_forward.one_dtype = True
+    ALL_ATTENTION_FUNCTIONS["flex_attention"] = flex_attention_forward  # this mapping's own entry
+
+
 def document_block_mask(ids: torch.Tensor):
     """FlexAttention's BlockMask for causal attention within documents, built on `ids`' device.
 

@@ -28,7 +28,7 @@ from colossal_llama.model.training_model import (add_neftune, enable_grad_checkp
                                                  model_signature)
 from colossal_llama.outputs import write_json
 from colossal_llama.ports import free_port
-from colossal_llama.model.attention import COLLATOR_FORM, HF_IMPLEMENTATION, run_flex_eagerly
+from colossal_llama.model.attention import COLLATOR_FORM, HF_IMPLEMENTATION, flex_in_one_dtype, run_flex_eagerly
 from colossal_llama.training.config import TrainConfig, attention_of, check_machine, loader_workers
 from colossal_llama.training.feed import Loading, build_feeds
 from colossal_llama.training.identity import run_identity
@@ -58,6 +58,8 @@ def init_distributed(seed: int) -> None:
 def build_model(config: TrainConfig, booster, dtype: torch.dtype, attention: str = "sdpa"):
     """The model to boost, loaded in `dtype` with the `attention` path (model/attention.py), and the signature
     of the base model (before LoRA)."""
+    if attention == "flex":
+        flex_in_one_dtype()
     model = load_causal_lm(config.pretrained, dtype, HF_IMPLEMENTATION[attention], config.trust_remote_code)
     signature = model_signature(model)
     if config.train_new_rows_only:

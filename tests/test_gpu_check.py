@@ -1,0 +1,46 @@
+"""The GPU check's Python part (benchmarks/gpu/check.py) rehearsed on CPU: ddp with sdpa and flex on the
+test fixtures, in this process; and its verdicts on figures that break the limits."""
+
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks", "gpu"))
+
+import check  # noqa: E402
+
+
+def test_rehearsal_reports_both_paths_equal_and_isolated(tiny_model_dir, pretrain_parts, tmp_path):
+    out = str(tmp_path / "out")
+    code = check.main(["--rehearse", "--in_process", "--tokenizer", tiny_model_dir, "--data", *pretrain_parts,
+                       "--out", out, "--steps", "4", "--timed", "2"])
+    with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
+        results = json.load(f)["results"]
+    assert code == 0 and list(results) == ["ddp:sdpa", "ddp:flex"]
+    for name, r in results.items():
+        assert r["attention"] == name.split(":")[1] and len(r["losses"]) == 4 and r["failed"] == []
+        assert r["isolation"]["rows"] == 2 and r["isolation"]["leak"] == 0.0
+        assert r["isolation"]["packed_vs_alone"] < 1e-5
+        assert r["tokens_per_s"] > 0 and 0 <= r["data_wait"] < 1
+    assert results["ddp:flex"]["loss_vs_ddp"] < 1e-2  # flex against sdpa, the same run in bf16
+    report = open(os.path.join(out, "RESULTS.md"), encoding="utf-8").read()
+    assert "| ddp | sdpa |" in report and "| ddp | flex |" in report and "FAILED" not in report
+
+
+def test_verdicts_name_each_broken_limit():
+    def case(leak, alone, losses, rows=2):
+        return {"attention_requested": "flex", "losses": losses,
+                "isolation": {"rows": rows, "leak": leak, "packed_vs_alone": alone}}
+
+    results = {"ddp:flex": case(0.0, 1e-4, [10.0, 9.0]), "gemini:flex": case(0.5, 1e-4, [10.0, 9.0]),
+               "zero2:flex": case(0.0, 0.2, [10.0, 9.5]), "3d:flex": case(0.0, 0.0, [10.0, 9.0], rows=0),
+               "3d:sdpa": {"error": "boom", "attention_requested": "sdpa"}}
+    check.compare(results)
+    assert results["ddp:flex"]["failed"] == [] and "loss_vs_ddp" not in results["ddp:flex"]
+    assert results["gemini:flex"]["failed"] == ["leak"]
+    assert results["zero2:flex"]["failed"] == ["packed_vs_alone", "loss_vs_ddp"]
+    assert results["zero2:flex"]["loss_vs_ddp"] == pytest.approx(0.5 / 9)
+    assert results["3d:flex"]["failed"] == ["no packed row to check"]

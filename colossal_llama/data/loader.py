@@ -26,6 +26,8 @@ transformers' LLaMA takes as it is for the eager and sdpa attention paths.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -94,13 +96,33 @@ def restarting_positions(seq_lengths: list[list[int]], length: int) -> torch.Ten
     return positions
 
 
+@functools.lru_cache(maxsize=4)
+def _causal_block(length: int, dtype: torch.dtype) -> torch.Tensor:
+    """(length, length): 0 on and below the diagonal, the dtype's minimum above; a document's mask is its
+    top-left corner."""
+    return torch.full((length, length), torch.finfo(dtype).min, dtype=dtype).triu_(1)
+
+
 def block_causal_mask(ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """The additive (B, 1, L, L) mask of `document_ids`: 0 where query and key share a document and the key
-    is not later, the dtype's minimum elsewhere."""
-    length = ids.shape[1]
-    allowed = (ids[:, :, None] == ids[:, None, :]) & torch.ones(length, length, dtype=torch.bool).tril()
-    mask = torch.zeros(ids.shape[0], 1, length, length, dtype=dtype)
-    return mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
+    is not later, the dtype's minimum elsewhere.
+
+    Filled a document block at a time (the blocks hold at most L x L of the B x L x L entries): comparing
+    every pair of ids took ten times as long at L = 4,096 (benchmarks/gpu_path_cpu.py).
+    """
+    batch, length = ids.shape
+    mask = torch.full((batch, 1, length, length), torch.finfo(dtype).min, dtype=dtype)
+    causal = _causal_block(length, dtype)
+    for b in range(batch):
+        documents = ids[b] >= 0  # a prefix: the documents, then padding (each token an id of its own)
+        _, counts = torch.unique_consecutive(ids[b][documents], return_counts=True)
+        start = 0
+        for n in counts.tolist():
+            mask[b, 0, start : start + n, start : start + n] = causal[:n, :n]
+            start += n
+        padding = torch.nonzero(~documents).squeeze(1)
+        mask[b, 0, padding, padding] = 0
+    return mask
 
 
 def positions_and_mask(seq_lengths: list[list[int]], length: int, dtype: torch.dtype, with_mask: bool = True):

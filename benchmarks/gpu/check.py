@@ -8,8 +8,9 @@ heads, FFN 5632, the LLaMA-2 vocabulary of 32,000), random weights, bf16, rows o
 from the real corpus with document isolation. For each case (plugin x attention path, see CASES) one
 process (case.py) trains `--steps` steps with the project's own setup and step function and checks
 isolation; the last `--timed` steps are timed. Cases run in order until `--budget_s` is spent, so a
-short lease still ends with a report. Written to OUT after every case: results.json (everything) and
-RESULTS.md (the tables; copy it to benchmarks/gpu/RESULTS.md and commit it).
+short lease still ends with a report. Written to OUT after every case: results.json (everything),
+RESULTS.md (the tables; copy it to benchmarks/gpu/RESULTS.md and commit it) and cases.log (the end of
+each case's output); the model and the cases' files go to a temporary folder (--work).
 
 Figures per case:
 - tokens/s per GPU: non-padding input tokens of the timed steps / their time (GPU synchronised);
@@ -29,11 +30,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -66,6 +70,7 @@ def parse_args(argv):
     p.add_argument("--accumulation_steps", type=int, default=None, help="default 1; rehearsal 2")
     p.add_argument("--budget_s", type=float, default=400.0, help="start no case after this many seconds")
     p.add_argument("--in_process", action="store_true", help="run the cases in this process (tests)")
+    p.add_argument("--work", help="folder for the model and the cases' files (default: a new temporary one)")
     args = p.parse_args(argv)
     gpu = not args.rehearse
     args.shape = "tinyllama-1.1b" if gpu else "tiny"
@@ -84,6 +89,12 @@ def parse_args(argv):
     return args
 
 
+def flex_trains_on_cpu() -> bool:
+    from colossal_llama.model.attention import flex_trains_on_cpu as probe
+
+    return probe()
+
+
 def facts() -> dict:
     import torch
     import transformers
@@ -98,7 +109,7 @@ def facts() -> dict:
             "device": torch.cuda.get_device_name() if cuda else f"CPU ({os.cpu_count()} cores)",
             "python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
             "transformers": transformers.__version__, "colossalai": colossal,
-            "flash_attn": __import__("importlib.util").util.find_spec("flash_attn") is not None}
+            "flash_attn": importlib.util.find_spec("flash_attn") is not None, "cuda_device": cuda}
 
 
 def build_model(shape: str, tokenizer_dir: str, out_dir: str) -> dict:
@@ -138,7 +149,7 @@ def run_one(case: dict, work: str, in_process: bool, timeout: float) -> tuple[di
         except subprocess.TimeoutExpired:
             status = f"stopped after {timeout:.0f} s (the budget)"
     with open(log, encoding="utf-8", errors="replace") as f:
-        tail = f.read()[-3000:]
+        tail = f.read()[-6000:]
     if not os.path.exists(path):
         return None, f"{status}\n{tail}"
     with open(path, encoding="utf-8") as f:
@@ -219,7 +230,7 @@ def report(meta: dict, results: dict) -> str:
             lines.append(f"| {i + 1} | " + " | ".join(cells) + " |")
     skipped = meta.get("skipped") or []
     if skipped:
-        lines += ["", "Not run (time budget): " + ", ".join(skipped) + "."]
+        lines += ["", "Not run: " + ", ".join(skipped) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -234,8 +245,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
     os.makedirs(args.out, exist_ok=True)
-    work = os.path.join(args.out, "work")
+    # the model (2.2 GB at 1.1B) and the cases' folders stay out of OUT, which comes back from the GPU machine
+    work = args.work or tempfile.mkdtemp(prefix="gpucheck-")
     os.makedirs(work, exist_ok=True)
+    try:
+        return check(args, work, started)
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def check(args, work: str, started: float) -> int:
+    """Build the model, run the cases within the budget, publish after each; 0 when every case passed."""
     model_dir = os.path.join(work, "model")
     model = build_model(args.shape, args.tokenizer, model_dir)
     meta = {"facts": facts(), "shape": args.shape, "model": model, "max_length": args.max_length,
@@ -247,7 +268,10 @@ def main(argv: list[str] | None = None) -> int:
         plugin, attention = name.split(":")
         left = args.budget_s - (time.perf_counter() - started)
         if left < 1.1 * last or left < 30:
-            meta["skipped"].append(name)
+            meta["skipped"].append(f"{name} (the time budget)")
+            continue
+        if attention == "flex" and not meta["facts"]["cuda_device"] and not flex_trains_on_cpu():
+            meta["skipped"].append(f"{name} (this torch cannot train FlexAttention on the CPU)")
             continue
         case = {"name": name.replace(":", "-"), "plugin": plugin, "attention": attention, "model_dir": model_dir,
                 "parts": args.data, "steps": args.steps, "batch_size": args.batch_size,
@@ -264,8 +288,11 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = {**result, **summarise(result, model, args.timed), "attention_requested": attention}
             print(f"[check] {name}: {results[name]['tokens_per_s']:,.0f} tokens/s, MFU {results[name]['mfu']:.1%}, "
                   f"isolation {result['isolation']} ({last:.0f} s)", flush=True)
+        with open(os.path.join(args.out, "cases.log"), "a", encoding="utf-8") as log:
+            log.write(f"===== {name} ({last:.0f} s)\n{tail}\n")
         compare(results)
         publish(args.out, meta, results)
+    publish(args.out, meta, results)
     print(open(os.path.join(args.out, "RESULTS.md"), encoding="utf-8").read(), flush=True)
     ok = all(not r.get("error") and not r["failed"] for r in results.values())
     return 0 if ok and results else 1

@@ -26,7 +26,7 @@ SIM=0
 for arg in "$@"; do
     case $arg in
         --sim) SIM=1 ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "make_kit.sh: unknown argument $arg (use --sim or --help)" >&2; exit 2 ;;
     esac
 done
@@ -56,6 +56,9 @@ fi
 # Distributions shipped in the kit; each at the version installed in .venv.
 # bitsandbytes is NOT shipped (105 MB): colossalai imports it at import time of its GaLore optimizer,
 # and benchmarks/gpu/stubs/bitsandbytes (on PYTHONPATH on the check machine only) stands in for it.
+# pandas, python-dateutil (datasets imports pandas), requests, urllib3, charset-normalizer (huggingface-hub
+# 0.x imports requests) and accelerate (peft) are not in the GPU image as far as we know: found by importing
+# in the look-alike (--sim). fabric/paramiko are not shipped: only `colossalai run` imports them.
 DOWNLOAD=(
     transformers tokenizers huggingface-hub
     datasets dill multiprocess pandas python-dateutil requests urllib3 charset-normalizer

@@ -25,6 +25,7 @@ for all of them).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 import torch
@@ -43,6 +44,22 @@ def flex_available() -> bool:
     return importlib.util.find_spec("torch.nn.attention.flex_attention") is not None
 
 
+@functools.lru_cache(maxsize=1)
+def flex_trains_on_cpu() -> bool:
+    """Whether this torch runs FlexAttention's backward on the CPU, uncompiled (torch 2.5 does; torch 2.11
+    refuses: "FlexAttention does not support backward on CPU"). Tried once, on a 1 x 1 x 128 x 16 input."""
+    import torch._dynamo
+    from torch.nn.attention.flex_attention import flex_attention
+
+    query = torch.zeros(1, 1, BLOCK, 16, requires_grad=True)
+    try:
+        with torch._dynamo.config.patch(disable=True):
+            flex_attention(query, query, query).sum().backward()
+    except Exception:  # noqa: BLE001 - any refusal means no
+        return False
+    return True
+
+
 def resolve_attention(requested: str, isolate: bool, cuda: bool) -> str:
     """The attention path to train with: `requested`, or for `auto` flex on a GPU with isolated documents
     (no L x L mask) and sdpa otherwise.
@@ -56,6 +73,9 @@ def resolve_attention(requested: str, isolate: bool, cuda: bool) -> str:
         return "flex" if cuda and isolate and flex_available() else "sdpa"
     if requested == "flex" and not flex_available():
         raise ConfigError(f"--attention flex needs torch >= 2.5 (FlexAttention); this torch is {torch.__version__}")
+    if requested == "flex" and not cuda and not flex_trains_on_cpu():
+        raise ConfigError(f"--attention flex: torch {torch.__version__} cannot train FlexAttention on the CPU; "
+                          "use --attention sdpa")
     if requested == "flash":
         if not cuda:
             raise ConfigError("--attention flash needs CUDA GPUs (FlashAttention-2 has no CPU kernel)")

@@ -198,3 +198,23 @@ def test_a_short_evaluation_batch_leaves_the_pipeline_schedule_as_training_had_i
     with pytest.raises(AssertionError):
         short_eval_then_train(keep=False)
     assert short_eval_then_train(keep=True) == 2
+
+
+def test_hybrid_adam_without_its_kernels_is_a_clear_error(monkeypatch):
+    """On a GPU, HybridAdam builds its kernels on first use; a machine that cannot gets the reason, not a
+    traceback from ColossalAI's kernel loader."""
+    from types import SimpleNamespace
+
+    import colossalai.nn.optimizer as optimizers
+
+    from colossal_llama.training.build import make_optimizer
+
+    def no_kernels(*args, **kwargs):
+        raise AssertionError("No usable kernel found for CPUAdamLoader on the current machine.")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(optimizers, "HybridAdam", no_kernels)
+    config = SimpleNamespace(train_new_rows_only=0, weight_decay=0.1, lr=1e-3)
+    with pytest.raises(PluginError, match="HybridAdam .* could not load its kernels.*No usable kernel found.*"
+                                          "nvcc matches torch's CUDA"):
+        make_optimizer(config, torch.nn.Linear(2, 2))

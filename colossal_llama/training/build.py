@@ -22,7 +22,7 @@ from typing import Callable, ContextManager
 import torch
 import torch.distributed as dist
 
-from colossal_llama.errors import ConfigError
+from colossal_llama.errors import ConfigError, PluginError
 from colossal_llama.model.freeze import freeze_all_but_embeddings, train_only_new_rows
 from colossal_llama.model.training_model import (add_neftune, enable_grad_checkpointing, load_causal_lm, lora_config,
                                                  model_signature)
@@ -89,7 +89,13 @@ def make_optimizer(config: TrainConfig, model):
     if torch.cuda.is_available():
         from colossalai.nn.optimizer import HybridAdam
 
-        return HybridAdam(params, lr=config.lr, betas=(0.9, 0.95), weight_decay=decay, adamw_mode=True)
+        try:
+            return HybridAdam(params, lr=config.lr, betas=(0.9, 0.95), weight_decay=decay, adamw_mode=True)
+        except Exception as exc:  # noqa: BLE001 - colossalai's kernel loader raises bare Exception/AssertionError
+            raise PluginError(
+                f"HybridAdam (ColossalAI's Adam on GPU) could not load its kernels, which ColossalAI builds on first "
+                f"use: {str(exc).strip().splitlines()[0][:300]}. It needs a CUDA toolkit whose nvcc matches torch's "
+                f"CUDA {torch.version.cuda} (CUDA_HOME), g++ and ninja") from exc
     # HybridAdam needs its CPU-Adam kernel, which a CPU-only install lacks
     return torch.optim.AdamW(params, lr=config.lr, betas=(0.9, 0.95), weight_decay=decay)
 

@@ -17,6 +17,7 @@ Isolation, under the plugin's own forward (model in eval mode), for rows holding
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -138,13 +139,16 @@ def run_case(case: dict) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    case_path, result_path = argv
-    with open(case_path, encoding="utf-8") as f:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("case", help="the case's JSON (check.py writes it)")
+    p.add_argument("result", help="where to write the result's JSON")
+    args = p.parse_args(argv)
+    with open(args.case, encoding="utf-8") as f:
         case = json.load(f)
     result = run_case(case)
-    with open(result_path + ".tmp", "w", encoding="utf-8") as f:
+    with open(args.result + ".tmp", "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1)
-    os.replace(result_path + ".tmp", result_path)
+    os.replace(args.result + ".tmp", args.result)
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     return 0

@@ -20,8 +20,12 @@ other and their positions restart:
 
 and the label of every document's first token is masked (it would be
 predicted from the previous document's last token), so the loss of a packed
-row equals the token-weighted loss of its documents run one by one. The 4-D mask is additive (0 or the dtype's minimum), the form
-transformers' LLaMA takes as it is for the eager and sdpa attention paths.
+row equals the token-weighted loss of its documents run one by one. The
+attention pattern reaches the model in one of three forms, one per attention
+path (model/attention.py): the additive 4-D mask above (0 or the dtype's
+minimum: transformers' eager and sdpa paths), the document ids
+[0 0 0 1 1 -6] from which FlexAttention's block mask is built on the GPU,
+or the restarting positions alone (FlashAttention-2's variable length).
 """
 
 from __future__ import annotations

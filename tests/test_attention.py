@@ -12,6 +12,10 @@ from colossal_llama.model import attention
 from colossal_llama.training import loss as loss_module
 from colossal_llama.training.steps import model_inputs
 
+cpu_flex = pytest.mark.skipif(not attention.flex_trains_on_cpu(),
+                              reason=f"torch {torch.__version__} cannot train FlexAttention on the CPU")
+
+
 
 def test_document_ids_positions_and_mask_for_a_small_batch():
     ids = document_ids([[3, 2], [2]], 6)
@@ -72,6 +76,7 @@ def eager_flex():
         yield
 
 
+@cpu_flex
 def test_flex_block_mask_equals_the_4d_mask_and_documents_one_by_one(eager_flex):
     """Rows longer than one 128-token tile, padding included: same loss and gradients on both paths, and
     the packed loss equals the documents run alone."""
@@ -150,7 +155,8 @@ def test_chunked_cross_entropy_equals_the_plain_one(monkeypatch, dtype):
 
 @pytest.mark.parametrize("requested, isolate, cuda, expected", [
     ("auto", True, False, "sdpa"), ("auto", True, True, "flex"), ("auto", False, True, "sdpa"),
-    ("sdpa", True, True, "sdpa"), ("flex", True, False, "flex"), ("flex", False, True, "flex"),
+    ("sdpa", True, True, "sdpa"), pytest.param("flex", True, False, "flex", marks=cpu_flex),
+    ("flex", False, True, "flex"),
 ])
 def test_which_path_a_machine_takes(requested, isolate, cuda, expected):
     assert attention.resolve_attention(requested, isolate, cuda) == expected
@@ -179,6 +185,7 @@ def test_this_torch_trains_flex_on_cpu():
     assert attention.flex_trains_on_cpu()
 
 
+@cpu_flex
 def test_flex_training_on_cpu_matches_sdpa_and_workers_change_nothing(tiny_model_dir, pretrain_parts, tmp_path):
     from helpers import run_train
 

@@ -19,6 +19,13 @@ def test_rehearsal_reports_both_paths_equal_and_isolated(tiny_model_dir, pretrai
                        "--out", out, "--steps", "4", "--timed", "2"])
     with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
         results = json.load(f)["results"]
+    from colossal_llama.model.attention import flex_trains_on_cpu
+
+    if not flex_trains_on_cpu():  # torch 2.11: the case is left out, with the reason
+        assert code == 0 and list(results) == ["ddp:sdpa"]
+        assert "ddp:flex (this torch cannot train FlexAttention on the CPU)" in json.load(
+            open(os.path.join(out, "results.json"), encoding="utf-8"))["meta"]["skipped"]
+        return
     assert code == 0 and list(results) == ["ddp:sdpa", "ddp:flex"]
     for name, r in results.items():
         assert r["attention"] == name.split(":")[1] and len(r["losses"]) == 4 and r["failed"] == []

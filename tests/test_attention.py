@@ -23,7 +23,7 @@ def test_document_ids_positions_and_mask_for_a_small_batch():
     mask = block_causal_mask(ids, torch.float32)[0, 0] == 0
     assert mask.int().tolist() == [[1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0],
                                    [0, 0, 0, 1, 0, 0], [0, 0, 0, 1, 1, 0], [0, 0, 0, 0, 0, 1]]
-    batch = PackedCollator(pad_token_id=0, form="documents")(
+    batch = PackedCollator(pad_token_id=0, form="documents", max_length=5)(
         [{"input_ids": [5, 6, 7, 8, 9], "labels": [5, 6, 7, 8, 9], "seq_lengths": [3, 2]}])
     assert "attention_mask" not in batch and batch["document_ids"].tolist() == [[0, 0, 0, 1, 1]]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1]] and batch["labels"].tolist() == [[-100, 6, 7, -100, 9]]
@@ -84,7 +84,7 @@ def test_flex_block_mask_equals_the_4d_mask_and_documents_one_by_one(eager_flex)
     rows, docs = packed_rows([(100, 70, 30), (150,), (5, 120, 1)])
     sdpa_loss, sdpa_grads = loss_and_grads(model, "sdpa", PackedCollator(0, form="mask")(rows))
     flex_batch = PackedCollator(0, form="documents")(rows)
-    assert flex_batch["input_ids"].shape == (3, 200)
+    assert flex_batch["input_ids"].shape == (3, 256)  # whole tiles; the sdpa batch is 200 long
     flex_loss, flex_grads = loss_and_grads(model, "flex_attention", flex_batch)
     torch.testing.assert_close(flex_loss, sdpa_loss, rtol=1e-5, atol=0)
     for name, grad in sdpa_grads.items():
@@ -219,3 +219,11 @@ def test_3d_layouts_that_keep_documents_apart_with_the_4d_mask_only():
     for other in ({"attention": "flex"}, {"packed_attention": "cross"}):
         with pytest.raises(ConfigError, match="only with the 4-D mask: use --packed_attention isolate"):
             attention_of(config(**sequence, **other), cuda_available=True)
+
+
+def test_document_ids_batches_fill_whole_flex_tiles():
+    rows = [{"input_ids": [5] * n, "labels": [5] * n, "seq_lengths": [n]} for n in (130, 20)]
+    assert PackedCollator(0, form="documents")(rows)["input_ids"].shape == (2, 256)
+    assert PackedCollator(0, form="documents", max_length=200)(rows)["input_ids"].shape == (2, 200)  # no further
+    assert PackedCollator(0, form="mask")(rows)["input_ids"].shape == (2, 130)
+    assert PackedCollator(0, form="documents", isolate=False)(rows)["input_ids"].shape == (2, 130)

@@ -38,6 +38,7 @@ import torch
 from colossal_llama.data.rng import derived_rng
 from colossal_llama.data.segments import segment_categories_of
 from colossal_llama.data.tokenize import IGNORE_INDEX
+from colossal_llama.model.attention import BLOCK
 
 
 class BucketSampler(torch.utils.data.Sampler):
@@ -147,7 +148,9 @@ class PackedCollator:
         form: how isolation reaches the attention (model/attention.py):
             "mask": the additive (B, 1, L, L) mask (sdpa, eager);
             "documents": "document_ids" (B, L), from which the training step
-                builds FlexAttention's block mask on the device, no L x L tensor;
+                builds FlexAttention's block mask on the device, no L x L tensor
+                (rows padded to a multiple of 128 tokens, FlexAttention's tile,
+                up to max_length);
             "positions": the restarting position ids alone: FlashAttention-2 in
                 transformers then splits the row into its documents.
         categories: the run's categories; with them the batch also holds
@@ -180,6 +183,9 @@ class PackedCollator:
         length = self.max_length if self.padding == "max_length" else max(lengths)
         if max(lengths) > length:
             raise ValueError(f"a row of {max(lengths)} tokens does not fit max_length {length}")
+        if self.form == "documents" and self.isolate:
+            # whole FlexAttention tiles: fewer shapes to compile, no partial tile (padding tiles are skipped)
+            length = max(length, min(-(-length // BLOCK) * BLOCK, self.max_length or float("inf")))
         input_ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
         for b, row in enumerate(rows):

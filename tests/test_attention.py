@@ -185,22 +185,33 @@ def test_this_torch_trains_flex_on_cpu():
     assert attention.flex_trains_on_cpu()
 
 
-@cpu_flex
-def test_flex_training_on_cpu_matches_sdpa_and_workers_change_nothing(tiny_model_dir, pretrain_parts, tmp_path):
+def train_three_steps(model_dir, parts, out, *extra):
     from helpers import run_train
 
-    runs = {}
-    for name, extra in {"sdpa": ("--attention", "sdpa"), "flex": ("--attention", "flex"),
-                        "workers": ("--attention", "sdpa", "--dataloader_workers", "2")}.items():
-        code, metrics = run_train(tiny_model_dir, pretrain_parts, str(tmp_path / name), "--max_steps", "3",
-                                  "--save_interval", "0", *extra)
-        assert code == 0 and len(metrics) == 3
-        runs[name] = metrics
-    for a, b, c in zip(runs["sdpa"], runs["flex"], runs["workers"]):
+    code, metrics = run_train(model_dir, parts, str(out), "--max_steps", "3", "--save_interval", "0", *extra)
+    assert code == 0 and len(metrics) == 3
+    return metrics
+
+
+@pytest.fixture(scope="module")
+def sdpa_run(tiny_model_dir, pretrain_parts, tmp_path_factory):
+    return train_three_steps(tiny_model_dir, pretrain_parts, tmp_path_factory.mktemp("sdpa"), "--attention", "sdpa")
+
+
+def test_loader_workers_change_no_number(tiny_model_dir, pretrain_parts, tmp_path, sdpa_run):
+    workers = train_three_steps(tiny_model_dir, pretrain_parts, tmp_path, "--attention", "sdpa",
+                                "--dataloader_workers", "2")
+    for a, b in zip(sdpa_run, workers):
+        assert b["train/loss"] == a["train/loss"] and b["train/grad_norm"] == a["train/grad_norm"]
+        assert 0 <= b["train/data_wait_share"] < 1
+
+
+@cpu_flex
+def test_flex_training_on_cpu_matches_sdpa(tiny_model_dir, pretrain_parts, tmp_path, sdpa_run):
+    flex = train_three_steps(tiny_model_dir, pretrain_parts, tmp_path, "--attention", "flex")
+    for a, b in zip(sdpa_run, flex):
         assert b["train/loss"] == pytest.approx(a["train/loss"], rel=1e-5)
         assert b["train/grad_norm"] == pytest.approx(a["train/grad_norm"], rel=1e-4)
-        assert c["train/loss"] == a["train/loss"] and c["train/grad_norm"] == a["train/grad_norm"]
-        assert 0 <= c["train/data_wait_share"] < 1
 
 
 def test_3d_layouts_that_keep_documents_apart_with_the_4d_mask_only():

@@ -44,8 +44,10 @@ def test_verdicts_name_each_broken_limit():
 
     results = {"ddp:flex": case(0.0, 1e-4, [10.0, 9.0]), "gemini:flex": case(0.5, 1e-4, [10.0, 9.0]),
                "zero2:flex": case(0.0, 0.2, [10.0, 9.5]), "3d:flex": case(0.0, 0.0, [10.0, 9.0], rows=0),
-               "3d:sdpa": {"error": "boom", "attention_requested": "sdpa"}}
+               "3d:sdpa": {"error": "boom", "attention_requested": "sdpa"},
+               "gemini:sdpa": {**case(float("nan"), 1e-4, [10.0, float("nan")]), "attention_requested": "sdpa"}}
     check.compare(results)
+    assert results["gemini:sdpa"]["failed"] == ["leak", "a loss is not finite"]  # NaN is never within a limit
     assert results["ddp:flex"]["failed"] == [] and "loss_vs_ddp" not in results["ddp:flex"]
     assert results["gemini:flex"]["failed"] == ["leak"]
     assert results["zero2:flex"]["failed"] == ["packed_vs_alone", "loss_vs_ddp"]

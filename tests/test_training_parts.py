@@ -209,12 +209,14 @@ def test_hybrid_adam_without_its_kernels_is_a_clear_error(monkeypatch):
 
     from colossal_llama.training.build import make_optimizer
 
-    def no_kernels(*args, **kwargs):
-        raise AssertionError("No usable kernel found for CPUAdamLoader on the current machine.")
-
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(optimizers, "HybridAdam", no_kernels)
     config = SimpleNamespace(train_new_rows_only=0, weight_decay=0.1, lr=1e-3)
-    with pytest.raises(PluginError, match="HybridAdam .* could not load its kernels.*No usable kernel found.*"
-                                          "nvcc matches torch's CUDA"):
-        make_optimizer(config, torch.nn.Linear(2, 2))
+    for error, said in ((AssertionError("No usable kernel found for CPUAdamLoader on the current machine."),
+                         "No usable kernel found"), (AssertionError(), "AssertionError")):
+        def no_kernels(*args, **kwargs):
+            raise error
+
+        monkeypatch.setattr(optimizers, "HybridAdam", no_kernels)
+        with pytest.raises(PluginError, match=f"HybridAdam .* could not load its kernels.*{said}.*"
+                                              "nvcc matches torch's CUDA"):
+            make_optimizer(config, torch.nn.Linear(2, 2))

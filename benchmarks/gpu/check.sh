@@ -57,11 +57,17 @@ export PYTHONUNBUFFERED=1
 # colossalai checks CUDA_HOME/bin/nvcc (its CUDA major must be torch's) before loading a CUDA kernel, even
 # a prebuilt one, and builds a kernel just in time (in ~/.cache/colossalai) when colossalai/_C lacks it.
 has_toolkit() { [ -x "$1/bin/nvcc" ] && [ -f "$1/include/cuda_runtime_api.h" ]; }
+nvcc_major() { "$1/bin/nvcc" --version 2>/dev/null | sed -n 's/.*release \([0-9]*\)\..*/\1/p'; }
+torch_major=$("$PYTHON" -c 'import torch; print((torch.version.cuda or "").split(".")[0])' 2>/dev/null || true)
 cuda_home=
 nvcc_path=$(command -v nvcc || true)
+# the first toolkit whose nvcc has torch's CUDA major (colossalai refuses another), else the first one
 for cand in "${CUDA_HOME:-}" /usr/local/cuda \
         ${nvcc_path:+"$(dirname "$(dirname "$(readlink -f "$nvcc_path")")")"} /usr/local/cuda-*; do
-    if [ -n "$cand" ] && has_toolkit "$cand"; then cuda_home=$cand; break; fi
+    if [ -n "$cand" ] && has_toolkit "$cand"; then
+        [ -z "$cuda_home" ] && cuda_home=$cand
+        if [ -n "$torch_major" ] && [ "$(nvcc_major "$cand")" = "$torch_major" ]; then cuda_home=$cand; break; fi
+    fi
 done
 if [ -n "$cuda_home" ]; then
     export CUDA_HOME=$cuda_home

@@ -101,7 +101,8 @@ def flex_in_one_dtype() -> None:
 
     Under autocast (the loop's bf16 with ddp) the rotary embedding leaves query and key in float32 while
     value comes out of its projection in bf16. SDPA is on autocast's list and casts all three; FlexAttention
-    is not, and refuses mixed dtypes. Query and key are cast to value's dtype: what autocast does for SDPA.
+    is not, and refuses mixed dtypes (torch 2.5). Query and key are cast to value's dtype: what autocast does
+    for SDPA.
     """
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
@@ -110,6 +111,9 @@ def flex_in_one_dtype() -> None:
         return
 
     def flex_attention_forward(module, query, key, value, attention_mask, **kwargs):
+        # plain tensors for torch.compile: Gemini's parameters are ColossalAI tensor subclasses, whose
+        # __torch_function__ would make dynamo fall back to the uncompiled kernel (L x L scores per head)
+        query, key, value = (t.as_subclass(torch.Tensor) for t in (query, key, value))
         return original(module, query.to(value.dtype), key.to(value.dtype), value, attention_mask, **kwargs)
 
     flex_attention_forward.one_dtype = True

@@ -94,7 +94,7 @@ def make_optimizer(config: TrainConfig, model):
         except Exception as exc:  # noqa: BLE001 - colossalai's kernel loader raises bare Exception/AssertionError
             raise PluginError(
                 f"HybridAdam (ColossalAI's Adam on GPU) could not load its kernels, which ColossalAI builds on first "
-                f"use: {str(exc).strip().splitlines()[0][:300]}. It needs a CUDA toolkit whose nvcc matches torch's "
+                f"use: {(str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]}. It needs a CUDA toolkit whose nvcc matches torch's "
                 f"CUDA {torch.version.cuda} (CUDA_HOME), g++ and ninja") from exc
     # HybridAdam needs its CPU-Adam kernel, which a CPU-only install lacks
     return torch.optim.AdamW(params, lr=config.lr, betas=(0.9, 0.95), weight_decay=decay)

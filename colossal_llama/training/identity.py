@@ -52,7 +52,8 @@ RESUME_RULES = {
     "num_epochs": SCHEDULE, "max_steps": SCHEDULE, "warmup_steps": SCHEDULE,
     # the rows of a step
     "batch_size": BATCH, "accumulation_steps": BATCH,
-    # where things go, how often, and how a step is computed (same numbers up to rounding)
+    # where things go, how often, and how a step is computed (same numbers up to rounding; NEFTune's noise
+    # scales with the padded row length, which --attention flex rounds up to whole 128-token tiles)
     "load_checkpoint": FREE, "weights_only": FREE, "save_interval": FREE, "save_dir": FREE,
     "keep_last_n_checkpoints": FREE, "export_dir": FREE, "tensorboard_dir": FREE, "config_file": FREE,
     "skip_save_each_epoch": FREE, "eval_interval": FREE, "log_interval": FREE, "trust_remote_code": FREE,

@@ -117,8 +117,9 @@ def fit(run: Run) -> str:
                 micro_batches = [next(batches) for _ in range(cfg.accumulation_steps)]
                 waited = time.perf_counter() - asked  # the loader's workers were behind (or there are none)
                 result = run.step_fn(run, micro_batches)
+                took = time.perf_counter() - asked
                 epoch_ended = advance(run, result)
-                run.monitor.log_step(state, result, run.scheduler.get_last_lr()[0], epoch, waited)
+                run.monitor.log_step(state, result, run.scheduler.get_last_lr()[0], epoch, waited, took)
                 maybe_evaluate(run, epoch_ended)
                 maybe_save(run, epoch_ended)
         maybe_save(run, epoch_ended=False)

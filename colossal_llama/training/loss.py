@@ -111,9 +111,10 @@ def row_losses(logits: torch.Tensor, labels: torch.Tensor) -> RowLosses:
     return RowLosses(tokens.sum(dim=1), trained_mask(labels).sum(dim=1), tokens)
 
 
-def step_tokens(micro_batches: list[dict], all_reduce=None) -> int:
-    """N: label tokens of every micro-batch of the step, summed over ranks by `all_reduce` (a function)."""
-    local = torch.tensor(sum(label_tokens(b["labels"]) for b in micro_batches), dtype=torch.long)
+def step_tokens(micro_batches: list[dict], all_reduce=None, device="cpu") -> int:
+    """N: label tokens of every micro-batch of the step, summed over ranks by `all_reduce` (a function) on
+    `device` (NCCL, the GPU backend, reduces GPU tensors only)."""
+    local = torch.tensor(sum(label_tokens(b["labels"]) for b in micro_batches), dtype=torch.long, device=device)
     if all_reduce is not None:
         all_reduce(local)
     return int(local)

@@ -4,7 +4,7 @@
 
 Scalars (x axis: optimizer step): train/loss, train/lr, train/grad_norm,
 train/tokens_per_s (non-padding input tokens, all ranks), train/label_tokens_seen, train/padding_share,
-train/data_wait_share (the share of the time spent waiting for batches),
+train/data_wait_share (the share of the steps' time spent waiting for their batches),
 train/loss/<category>, eval/loss and eval/loss/<category>, and train/mfu on GPU.
 `metrics.jsonl` holds the same numbers, one JSON object per logged step, for
 readers without tensorboard: the stage runner (its summary of a stage's last
@@ -77,7 +77,7 @@ class Monitor:
         self.flops_token, self.peak_flops, self.devices = flops_token, peak_flops, devices
         self.writer = self.jsonl = self.bar = None
         self.last = time.perf_counter()
-        self.window_tokens, self.window_wait = 0, 0.0
+        self.window_tokens, self.window_wait, self.window_steps = 0, 0.0, 0.0
         if not is_main:
             return
         from torch.utils.tensorboard import SummaryWriter
@@ -97,23 +97,24 @@ class Monitor:
         self.jsonl.write(json.dumps({"step": step, **values}) + "\n")
         self.jsonl.flush()
 
-    def log_step(self, state, result, lr: float, epoch: int, data_wait: float = 0.0) -> None:
+    def log_step(self, state, result, lr: float, epoch: int, data_wait: float = 0.0, took: float = 0.0) -> None:
         """Called after every optimizer step; writes every `log_interval` steps.
 
         Args:
             data_wait: seconds the step waited for its micro-batches.
+            took: seconds of the whole step, the wait included (not evaluations or saves).
         """
-        self.window_tokens += result.input_tokens
-        self.window_wait += data_wait
         if not self.is_main:
             return
+        self.window_tokens += result.input_tokens
+        self.window_wait, self.window_steps = self.window_wait + data_wait, self.window_steps + took
         self.bar.update(1)
         if state.step % self.log_interval:
             return
         now = time.perf_counter()
         elapsed = max(now - self.last, 1e-9)
-        tokens_per_s, wait_share = self.window_tokens / elapsed, self.window_wait / elapsed
-        self.last, self.window_tokens, self.window_wait = now, 0, 0.0
+        tokens_per_s, wait_share = self.window_tokens / elapsed, self.window_wait / max(self.window_steps, 1e-9)
+        self.last, self.window_tokens, self.window_wait, self.window_steps = now, 0, 0.0, 0.0
         values = {"train/loss": result.loss, "train/lr": lr, "train/grad_norm": result.grad_norm,
                   "train/tokens_per_s": tokens_per_s, "train/label_tokens_seen": state.tokens_seen,
                   "train/epoch": epoch, "train/row_length": result.row_length,

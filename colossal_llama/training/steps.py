@@ -122,10 +122,11 @@ def _optimizer_step(run: Run) -> float | None:
 def accumulate_step(run: Run, micro_batches: list[dict]) -> StepResult:
     """Forward and backward over the micro-batches, then one optimizer step."""
     all_reduce = (lambda t: dist.all_reduce(t, group=run.dp_group)) if dist.is_initialized() else None
-    n = step_tokens(micro_batches, all_reduce)
+    n = step_tokens(micro_batches, all_reduce, run.device)
     scale = run.dp_size / max(n, 1)
     # summed on the device: a float() per micro-batch would wait for its backward before the next forward
-    totals, local_sum, inputs = CategoryTotals(run.train.categories), torch.zeros((), device=run.device), 0
+    totals, inputs = CategoryTotals(run.train.categories), 0
+    local_sum = torch.zeros((), dtype=torch.float64, device=run.device)
     for i, batch in enumerate(micro_batches):
         last = i == len(micro_batches) - 1
         sync = nullcontext() if last or not run.no_sync else run.booster.no_sync(run.model, run.optimizer)
@@ -135,7 +136,7 @@ def accumulate_step(run: Run, micro_batches: list[dict]) -> StepResult:
             losses = row_losses(logits, batch["labels"].to(run.device))
             run.booster.backward(losses.sums.sum() * scale, run.optimizer)
         totals.add(batch, losses.tokens)
-        local_sum += losses.sums.detach().sum()
+        local_sum += losses.sums.detach().sum().double()
         inputs += int(batch["lengths"].sum())
     norm = _optimizer_step(run)
     padded = sum(b["input_ids"].numel() for b in micro_batches)
@@ -149,7 +150,7 @@ def pipeline_step(run: Run, micro_batches: list[dict]) -> StepResult:
     """One optimizer step through the pipeline schedule (--pp > 1, one batch per step)."""
     (batch,) = micro_batches
     all_reduce = (lambda t: dist.all_reduce(t, group=run.dp_group)) if dist.is_initialized() else None
-    n = step_tokens([batch], all_reduce)
+    n = step_tokens([batch], all_reduce, run.device)
     microbatches = run.config.batch_size // run.config.microbatch_size
     # the schedule divides each micro-batch's loss by their number
     scale = run.dp_size * microbatches / max(n, 1)

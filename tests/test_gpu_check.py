@@ -53,3 +53,24 @@ def test_verdicts_name_each_broken_limit():
     assert results["zero2:flex"]["failed"] == ["packed_vs_alone", "loss_vs_ddp"]
     assert results["zero2:flex"]["loss_vs_ddp"] == pytest.approx(0.5 / 9)
     assert results["3d:flex"]["failed"] == ["no packed row to check"]
+
+
+def test_a_leaking_mask_fails_the_check(tiny_model_dir, pretrain_parts, tmp_path, monkeypatch):
+    """The isolation figures can fail: with a plain causal mask over the row, the documents see each other."""
+    import torch
+
+    from colossal_llama.data import loader
+
+    def causal_only(ids, dtype):
+        length = ids.shape[1]
+        blocked = torch.ones(length, length, dtype=torch.bool).triu(1)
+        return torch.zeros(ids.shape[0], 1, length, length, dtype=dtype).masked_fill_(blocked, torch.finfo(dtype).min)
+
+    monkeypatch.setattr(loader, "block_causal_mask", causal_only)
+    out = str(tmp_path / "out")
+    code = check.main(["--rehearse", "--in_process", "--tokenizer", tiny_model_dir, "--data", *pretrain_parts,
+                       "--out", out, "--steps", "2", "--timed", "1", "--cases", "ddp:sdpa"])
+    with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
+        result = json.load(f)["results"]["ddp:sdpa"]
+    assert code == 1 and result["failed"] == ["leak"]
+    assert result["isolation"]["leak"] > 1e-3

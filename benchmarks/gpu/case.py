@@ -79,40 +79,50 @@ def rows_with_documents(data, count: int) -> list[dict]:
 
 
 def isolation(run, rows: list[dict], vocab_size: int) -> dict:
-    """Leak and packed-vs-alone figures over `rows` (see the module docstring)."""
+    """Leak and packed-vs-alone figures over `rows` (see the module docstring).
+
+    Everything is run in batches of --batch_size rows (the last one filled up with copies), the training
+    batches' shape: a compiled attention kernel is not compiled again for another shape.
+    """
     from colossal_llama.training.loss import row_losses
     from colossal_llama.training.steps import model_inputs
 
-    collate, device = run.train.loader.collate_fn, run.device
     generator = torch.Generator().manual_seed(0)
-
-    def forward(row):
-        batch = collate([row])
-        logits = run.model(**model_inputs(batch, device)).logits
-        return logits.float(), row_losses(logits, batch["labels"].to(device))
-
-    leak, worst_relative = 0.0, 0.0
+    items = []  # (row index, what, the row to run)
+    for i, row in enumerate(rows):
+        first = row["seq_lengths"][0]
+        other = torch.randint(3, vocab_size, (first,), generator=generator).tolist()
+        items += [(i, "packed", row), (i, "changed", {**row, "input_ids": other + list(row["input_ids"][first:])})]
+        start = 0
+        for n in row["seq_lengths"]:
+            items.append((i, "alone", {"input_ids": row["input_ids"][start : start + n],
+                                       "labels": row["labels"][start : start + n], "seq_lengths": [n]}))
+            start += n
+    size = run.config.batch_size
+    later = {}  # (row, what) -> logits of the row's later documents
+    sums = {}  # (row, what) -> [summed loss, label tokens]
     run.model.eval()
     with torch.no_grad(), run.autocast():
-        for row in rows:
-            first = row["seq_lengths"][0]
-            logits, packed = forward(row)
-            other = torch.randint(3, vocab_size, (first,), generator=generator).tolist()
-            changed, _ = forward({**row, "input_ids": other + list(row["input_ids"][first:])})
-            leak = max(leak, float((logits[0, first:] - changed[0, first:]).abs().max()))
-            sums = counts = 0.0
-            start = 0
-            for n in row["seq_lengths"]:
-                alone = {"input_ids": row["input_ids"][start : start + n], "labels": row["labels"][start : start + n],
-                         "seq_lengths": [n]}
-                _, losses = forward(alone)
-                sums, counts = sums + float(losses.sums.sum()), counts + float(losses.counts.sum())
-                start += n
-            packed_sum, packed_count = float(packed.sums.sum()), float(packed.counts.sum())
-            assert packed_count == counts, (packed_count, counts)  # the same label tokens, or the check is wrong
-            worst_relative = max(worst_relative, abs(packed_sum - sums) / max(abs(sums), 1e-9))
+        for begin in range(0, len(items), size):
+            chunk = items[begin : begin + size]
+            batch = run.train.loader.collate_fn([r for _, _, r in chunk] + [chunk[0][2]] * (size - len(chunk)))
+            logits = run.model(**model_inputs(batch, run.device)).logits
+            losses = row_losses(logits, batch["labels"].to(run.device))
+            for k, (i, what, _) in enumerate(chunk):
+                total = sums.setdefault((i, what), [0.0, 0.0])
+                total[0] += float(losses.sums[k])
+                total[1] += float(losses.counts[k])
+                if what != "alone":
+                    later[i, what] = logits[k, rows[i]["seq_lengths"][0] : len(rows[i]["input_ids"])].float()
     run.model.train()
-    return {"rows": len(rows), "leak": leak, "packed_vs_alone": worst_relative}
+    leak = max((float((later[i, "packed"] - later[i, "changed"]).abs().max()) for i in range(len(rows))),
+               default=0.0)
+    worst = 0.0
+    for i in range(len(rows)):
+        (packed, packed_count), (alone, alone_count) = sums[i, "packed"], sums[i, "alone"]
+        assert packed_count == alone_count, (packed_count, alone_count)  # the same label tokens, or the check is wrong
+        worst = max(worst, abs(packed - alone) / max(abs(alone), 1e-9))
+    return {"rows": len(rows), "leak": leak, "packed_vs_alone": worst}
 
 
 def trust_prebuilt_kernels() -> bool:

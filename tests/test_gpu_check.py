@@ -16,7 +16,7 @@ import check  # noqa: E402
 def test_rehearsal_reports_both_paths_equal_and_isolated(tiny_model_dir, pretrain_parts, tmp_path):
     out = str(tmp_path / "out")
     code = check.main(["--rehearse", "--in_process", "--tokenizer", tiny_model_dir, "--data", *pretrain_parts,
-                       "--out", out, "--steps", "4", "--timed", "2"])
+                       "--out", out, "--steps", "4", "--timed", "2", "--batch_size", "3"])
     with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
         results = json.load(f)["results"]
     from colossal_llama.model.attention import flex_trains_on_cpu

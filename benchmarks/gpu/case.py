@@ -38,7 +38,8 @@ def train_config(case: dict):
     return TrainConfig(pretrained=case["model_dir"], dataset=case["parts"], plugin=case["plugin"],
                        attention=case["attention"], mixed_precision="bf16", batch_size=case["batch_size"],
                        accumulation_steps=case["accumulation_steps"], max_steps=case["steps"], lr=3e-4,
-                       warmup_steps=2, max_length=case["max_length"], padding_mode="max_length", zero_stage=1 if case["plugin"] == "3d" else 0,
+                       warmup_steps=2, max_length=case["max_length"], padding_mode="max_length",
+                       zero_stage=1 if case["plugin"] == "3d" else 0,
                        save_interval=0, skip_save_each_epoch=True, save_dir=os.path.join(work, "ck"),
                        tensorboard_dir=os.path.join(work, "tb"), log_interval=1, seed=42,
                        use_grad_checkpoint=case.get("grad_checkpoint", False))
@@ -88,8 +89,9 @@ def isolation(run, rows: list[dict], vocab_size: int) -> dict:
     from colossal_llama.training.steps import model_inputs
 
     generator = torch.Generator().manual_seed(0)
-    items = []  # (row index, what, the row to run)
+    items = []  # (row index, what, the row to run); no categories: a batch mixes packed rows and documents
     for i, row in enumerate(rows):
+        row = {key: row[key] for key in ("input_ids", "labels", "seq_lengths")}
         first = row["seq_lengths"][0]
         other = torch.randint(3, vocab_size, (first,), generator=generator).tolist()
         items += [(i, "packed", row), (i, "changed", {**row, "input_ids": other + list(row["input_ids"][first:])})]

@@ -72,6 +72,7 @@ def parse_args(argv):
     p.add_argument("--timed", type=int, help="the last this many steps are timed (default 10; rehearsal 3)")
     p.add_argument("--batch_size", type=int, help="rows per micro-batch (default 4; rehearsal 2)")
     p.add_argument("--accumulation_steps", type=int, default=None, help="default 1; rehearsal 2")
+    p.add_argument("--max_length", type=int, help="row length (default 4096; rehearsal 256)")
     p.add_argument("--budget_s", type=float, default=330.0,
                    help="seconds for the whole check; no case starts with under 45 s left (default: two runs "
                         "and a machine start fit in 15 minutes)")
@@ -80,7 +81,7 @@ def parse_args(argv):
     args = p.parse_args(argv)
     gpu = not args.rehearse
     args.shape = "tinyllama-1.1b" if gpu else "tiny"
-    args.max_length = 4096 if gpu else 256
+    args.max_length = args.max_length or (4096 if gpu else 256)
     args.cases = (args.cases.split(",") if args.cases else CASES if gpu else REHEARSAL_CASES)
     args.steps = args.steps or (20 if gpu else 6)
     args.timed = args.timed or (10 if gpu else 3)
@@ -150,8 +151,9 @@ def adam_kernels() -> dict:
         return {"error": f"{type(exc).__name__}: {str(exc)[:500]}"}
 
 
-def build_model(shape: str, tokenizer_dir: str, out_dir: str) -> dict:
-    """A random LLaMA of `shape` for the tokenizer, saved in bf16 with the tokenizer; returns its config."""
+def build_model(shape: str, tokenizer_dir: str, out_dir: str, max_length: int) -> dict:
+    """A random LLaMA of `shape` for the tokenizer and rows of `max_length`, saved in bf16 with the tokenizer;
+    returns its config."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -160,7 +162,8 @@ def build_model(shape: str, tokenizer_dir: str, out_dir: str) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False)
     config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False, torch_dtype="bfloat16",
-                         **SHAPES[shape])
+                         **{**SHAPES[shape], "max_position_embeddings": max(SHAPES[shape]["max_position_embeddings"],
+                                                                              max_length)})
     torch.manual_seed(0)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):  # initialising 1.1B on CPU takes minutes
         model = LlamaForCausalLM(config).to(torch.bfloat16)
@@ -313,7 +316,7 @@ def check(args, work: str, started: float) -> int:
     publish(args.out, meta, results)  # something comes back, whatever happens next
     meta["adam"] = adam_kernels()
     try:
-        model = meta["model"] = build_model(args.shape, args.tokenizer, model_dir)
+        model = meta["model"] = build_model(args.shape, args.tokenizer, model_dir, args.max_length)
     except Exception as exc:  # noqa: BLE001 - reported: without a model no case can run
         meta["error"] = f"building the model failed: {type(exc).__name__}: {str(exc)[:1000]}"
         publish(args.out, meta, results)

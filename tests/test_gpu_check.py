@@ -74,3 +74,30 @@ def test_a_leaking_mask_fails_the_check(tiny_model_dir, pretrain_parts, tmp_path
         result = json.load(f)["results"]["ddp:sdpa"]
     assert code == 1 and result["failed"] == ["leak"]
     assert result["isolation"]["leak"] > 1e-3
+
+
+def test_a_path_that_fails_under_ddp_is_not_tried_elsewhere(tiny_model_dir, pretrain_parts, tmp_path, monkeypatch):
+    import case
+
+    def fake(spec):
+        if spec["attention"] == "flex":
+            raise RuntimeError("flex cannot compile here")
+        steps = [{"loss": 10.0 - i, "seconds": 1.0, "wait": 0.0, "input_tokens": 100, "padded_tokens": 128,
+                  "row_length": 128, "grad_norm": 1.0} for i in range(4)]
+        return {"case": spec["name"], "plugin": spec["plugin"], "attention": "sdpa", "loader_workers": 0,
+                "parameters": 1000, "setup_seconds": 1.0, "peak_gib": None, "steps": steps,
+                "isolation": {"rows": 2, "leak": 0.0, "packed_vs_alone": 0.0}}
+
+    monkeypatch.setattr(case, "run_case", fake)
+    monkeypatch.setattr(check, "flex_trains_on_cpu", lambda: True)  # whatever this torch can do
+    out = str(tmp_path / "out")
+    code = check.main(["--rehearse", "--in_process", "--tokenizer", tiny_model_dir, "--data", *pretrain_parts,
+                       "--out", out, "--steps", "4", "--timed", "2",
+                       "--cases", "ddp:sdpa,ddp:flex,gemini:flex,gemini:sdpa"])
+    with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
+        saved = json.load(f)
+    assert code == 1 and list(saved["results"]) == ["ddp:sdpa", "ddp:flex", "gemini:sdpa"]
+    assert "flex cannot compile here" in saved["results"]["ddp:flex"]["error"]
+    assert saved["results"]["gemini:sdpa"]["loss_vs_ddp"] == 0.0
+    assert [s for s in saved["meta"]["skipped"] if "gemini:flex" in s] == ["gemini:flex (ddp:flex failed)"]
+    assert "| gemini | sdpa |" in open(os.path.join(out, "RESULTS.md"), encoding="utf-8").read()

@@ -101,3 +101,18 @@ def test_a_path_that_fails_under_ddp_is_not_tried_elsewhere(tiny_model_dir, pret
     assert saved["results"]["gemini:sdpa"]["loss_vs_ddp"] == 0.0
     assert [s for s in saved["meta"]["skipped"] if "gemini:flex" in s] == ["gemini:flex (ddp:flex failed)"]
     assert "| gemini | sdpa |" in open(os.path.join(out, "RESULTS.md"), encoding="utf-8").read()
+
+
+def test_the_kit_scripts_say_how_they_are_used(tmp_path):
+    """check.sh without arguments shows its use and exits 2, and says to build the kit when it is missing;
+    make_kit.sh --help exits 0 (neither downloads, installs or builds anything here)."""
+    import subprocess
+
+    scripts = os.path.join(ROOT, "benchmarks", "gpu")
+    usage = subprocess.run(["bash", os.path.join(scripts, "check.sh")], capture_output=True, text=True)
+    assert usage.returncode == 2 and "bash benchmarks/gpu/check.sh OUT_DIR [--rehearse]" in usage.stderr
+    missing = subprocess.run(["bash", os.path.join(scripts, "check.sh"), str(tmp_path / "out")], capture_output=True,
+                             text=True, env={**os.environ, "KIT": str(tmp_path / "no-kit")})
+    assert missing.returncode == 2 and "build the kit first with  bash benchmarks/gpu/make_kit.sh" in missing.stderr
+    helped = subprocess.run(["bash", os.path.join(scripts, "make_kit.sh"), "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "Builds the GPU check kit in .gpukit/" in helped.stdout

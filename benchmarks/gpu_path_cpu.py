@@ -21,8 +21,7 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from _common import REALDATA, REPO
 
 LOSS_CHILD = """
 import resource, sys, torch
@@ -43,7 +42,7 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 2**20)
 
 
 def document_lengths(count: int) -> list[int]:
-    realdata = os.path.join(os.path.dirname(REPO), "shared", "realdata", "pretrain")
+    realdata = os.path.join(REALDATA, "pretrain")
     if not os.path.isdir(realdata):
         return [300] * count
     lengths = []

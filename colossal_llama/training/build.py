@@ -44,7 +44,15 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def init_distributed(seed: int) -> None:
-    """Join the process group the launcher describes; a plain `python train.py` is a group of one."""
+    """Join the process group the launcher describes; a plain `python train.py` is a group of one.
+
+    Before colossalai is imported, on CPU: one compile thread. colossalai.booster imports bitsandbytes,
+    which calls torch.compile on import, and that warms inductor's pool of compile-worker processes whenever
+    triton is installed; nothing is compiled on the CPU. `import torch` has already read the environment, so
+    the setting, not TORCHINDUCTOR_COMPILE_THREADS (which a user who sets it keeps).
+    """
+    if not torch.cuda.is_available() and "TORCHINDUCTOR_COMPILE_THREADS" not in os.environ:
+        torch._inductor.config.compile_threads = 1
     import colossalai
 
     if dist.is_initialized():

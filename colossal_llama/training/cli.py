@@ -78,16 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     from colossal_llama.lifeline import die_with_launcher
 
     die_with_launcher()  # before the slow imports: the sooner, the smaller the window for an unnoticed death
-    import torch
     import torch.distributed as dist
 
     from colossal_llama.outputs import describe_os_error
-
-    if not torch.cuda.is_available() and "TORCHINDUCTOR_COMPILE_THREADS" not in os.environ:
-        # bitsandbytes (imported by colossalai.booster) calls torch.compile on import, which warms
-        # inductor's pool of compile-worker processes; nothing is compiled on the CPU. `import torch`
-        # already read the environment, so the setting, not TORCHINDUCTOR_COMPILE_THREADS.
-        torch._inductor.config.compile_threads = 1
 
     config = None
     try:
